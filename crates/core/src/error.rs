@@ -1,0 +1,52 @@
+//! The core's error type: variants a frontend can map to its protocol's error form.
+
+use crate::storage::StorageError;
+
+/// Result alias for core operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in a broker operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A queue or subscription name breaks the naming rules.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// A parameter is out of range or malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The named queue or subscription does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The queue is at its configured max length or bytes and rejects pushes.
+    #[error("queue {0} is full")]
+    QueueFull(String),
+    /// A message body is over the configured limit.
+    #[error("message is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Size of the rejected body.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The store failed; the broker stops accepting writes.
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    /// The broker is shutting down or its store has failed earlier.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// A short stable code for this error, used by faces in their replies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidName(_) => "invalid_name",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::NotFound(_) => "not_found",
+            Error::QueueFull(_) => "queue_full",
+            Error::TooLarge { .. } => "too_large",
+            Error::Storage(_) => "storage_error",
+            Error::Unavailable(_) => "unavailable",
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The data that crosses the core's public boundary: what a face pushes, what it gets
+//! back, settings and stats.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Priority given to messages that do not ask for one.
+pub const DEFAULT_PRIORITY: u8 = 4;
+/// Highest priority; priorities run 0..=9 and higher is delivered first.
+pub const MAX_PRIORITY: u8 = 9;
+/// Number of priority levels.
+pub const PRIORITY_LEVELS: usize = MAX_PRIORITY as usize + 1;
+
+/// Identifies a client connection that can own leases (Kestrel `/open`, Redis `BLMOVE`):
+/// when the session ends its leases return to the head of their queue at once.
+pub type SessionId = u64;
+
+/// A message as a face hands it to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The body, verbatim.
+    pub body: Bytes,
+    /// 0..=9, higher first.
+    pub priority: u8,
+    /// Not delivered before this much time has passed.
+    pub delay: Option<Duration>,
+    /// Never delivered once this much time has passed since the push.
+    pub ttl: Option<Duration>,
+    /// A second push with the same id within the queue's dedup window is not added.
+    pub dedup_id: Option<String>,
+    /// Free-form string headers.
+    pub headers: BTreeMap<String, String>,
+    /// Insert at the head of the queue instead of the tail (Redis `LPUSH` on a queue read
+    /// with `RPOP`, Kestrel abort).
+    pub at_head: bool,
+}
+
+impl NewMessage {
+    /// A plain message with default priority and no options.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            priority: DEFAULT_PRIORITY,
+            delay: None,
+            ttl: None,
+            dedup_id: None,
+            headers: BTreeMap::new(),
+            at_head: false,
+        }
+    }
+}
+
+/// The result of pushing one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PushOutcome {
+    /// The message's id in its queue (the original's id for a duplicate).
+    pub id: u64,
+    /// True when the dedup id matched a message pushed within the window.
+    pub duplicate: bool,
+}
+
+/// A message as the core delivers or shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Id within its queue: 1, 2, 3… never reused.
+    pub id: u64,
+    /// The body, verbatim.
+    pub body: Bytes,
+    /// 0..=9.
+    pub priority: u8,
+    /// Push time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// How many times this message has been leased (taken messages count one).
+    pub deliveries: u32,
+    /// Headers given at push.
+    pub headers: BTreeMap<String, String>,
+    /// The receipt that acks or nacks this lease; `None` for take and peek.
+    pub receipt: Option<String>,
+}
+
+/// Where a read comes from and how long it may wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// At most this many messages (at least 1 is used).
+    pub max: usize,
+    /// Wait up to this long for a first message when none is ready.
+    pub wait: Duration,
+    /// A named subscription, or `None` for the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// A lease request: a read plus a visibility timeout and optional owning session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseOptions {
+    /// What to read.
+    pub read: ReadOptions,
+    /// How long the lease hides the message before it becomes ready again.
+    pub visibility: Duration,
+    /// When set, the lease is released as soon as that session ends.
+    pub session: Option<SessionId>,
+}
+
+/// How a queue keeps messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Retention {
+    /// A message lives until every subscription that existed at its push has consumed it.
+    #[default]
+    Consume,
+    /// A message lives until it is older, or the log larger, than the limits, whether or
+    /// not it was consumed; subscriptions can seek back over it.
+    Log {
+        /// Drop messages older than this many milliseconds.
+        max_age_ms: Option<u64>,
+        /// Keep at most this many stored bytes.
+        max_bytes: Option<u64>,
+        /// Keep at most this many messages.
+        max_count: Option<u64>,
+    },
+}
+
+/// What a full queue does with another push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Refuse the push with [`crate::Error::QueueFull`].
+    #[default]
+    Reject,
+    /// Drop the oldest ready message of the default subscription to make room.
+    DropOldest,
+}
+
+/// Per-queue settings, all with defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// Dead-letter after this many deliveries; `None` (the default) never dead-letters.
+    pub max_deliveries: Option<u32>,
+    /// Where dead letters go; `None` means `<queue>.dlq`.
+    pub dead_letter_queue: Option<String>,
+    /// How long a dedup id is remembered, in milliseconds.
+    pub dedup_window_ms: u64,
+    /// Consumption or log retention.
+    pub retention: Retention,
+    /// Most ready+delayed+in-flight messages of the default subscription; `None` is unbounded.
+    pub max_length: Option<u64>,
+    /// Most stored bytes of the default subscription; `None` is unbounded.
+    pub max_bytes: Option<u64>,
+    /// What a push to a full queue does.
+    pub overflow: Overflow,
+    /// A paused queue accepts pushes but delivers nothing until resumed.
+    pub paused: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_deliveries: None,
+            dead_letter_queue: None,
+            dedup_window_ms: 5 * 60 * 1000,
+            retention: Retention::Consume,
+            max_length: None,
+            max_bytes: None,
+            overflow: Overflow::Reject,
+            paused: false,
+        }
+    }
+}
+
+/// A partial update of [`QueueSettings`]: absent fields keep their value. A field set to
+/// JSON `null` (the inner `None`) clears an optional setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// See [`QueueSettings::max_deliveries`].
+    #[serde(default, with = "double_option")]
+    pub max_deliveries: Option<Option<u32>>,
+    /// See [`QueueSettings::dead_letter_queue`].
+    #[serde(default, with = "double_option")]
+    pub dead_letter_queue: Option<Option<String>>,
+    /// See [`QueueSettings::dedup_window_ms`].
+    pub dedup_window_ms: Option<u64>,
+    /// See [`QueueSettings::retention`].
+    pub retention: Option<Retention>,
+    /// See [`QueueSettings::max_length`].
+    #[serde(default, with = "double_option")]
+    pub max_length: Option<Option<u64>>,
+    /// See [`QueueSettings::max_bytes`].
+    #[serde(default, with = "double_option")]
+    pub max_bytes: Option<Option<u64>>,
+    /// See [`QueueSettings::overflow`].
+    pub overflow: Option<Overflow>,
+    /// See [`QueueSettings::paused`].
+    pub paused: Option<bool>,
+}
+
+impl SettingsPatch {
+    /// Applies the patch to `settings`.
+    pub fn apply(&self, settings: &mut QueueSettings) {
+        if let Some(v) = self.max_deliveries {
+            settings.max_deliveries = v;
+        }
+        if let Some(v) = &self.dead_letter_queue {
+            settings.dead_letter_queue = v.clone();
+        }
+        if let Some(v) = self.dedup_window_ms {
+            settings.dedup_window_ms = v;
+        }
+        if let Some(v) = self.retention {
+            settings.retention = v;
+        }
+        if let Some(v) = self.max_length {
+            settings.max_length = v;
+        }
+        if let Some(v) = self.max_bytes {
+            settings.max_bytes = v;
+        }
+        if let Some(v) = self.overflow {
+            settings.overflow = v;
+        }
+        if let Some(v) = self.paused {
+            settings.paused = v;
+        }
+    }
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartAt {
+    /// Only messages pushed from now on.
+    Latest,
+    /// Every message still retained by the queue, then new ones.
+    Earliest,
+    /// Retained messages with this id or later, then new ones.
+    Id(u64),
+}
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionStats {
+    /// The subscription's name (`None` for the queue's default subscription).
+    pub name: Option<String>,
+    /// Messages deliverable now.
+    pub ready: u64,
+    /// Messages leased and not yet acked.
+    pub in_flight: u64,
+    /// Messages waiting for their delay.
+    pub delayed: u64,
+}
+
+/// Counters of one queue, kept as things happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Ready messages of the default subscription.
+    pub ready: u64,
+    /// In-flight messages of the default subscription.
+    pub in_flight: u64,
+    /// Delayed messages of the default subscription.
+    pub delayed: u64,
+    /// Stored bytes of the default subscription's messages.
+    pub bytes: u64,
+    /// Messages accepted since the queue was created (duplicates not counted).
+    pub total_pushed: u64,
+    /// Deliveries made (takes and leases), over all subscriptions.
+    pub total_delivered: u64,
+    /// Messages removed by take or ack, over all subscriptions.
+    pub total_consumed: u64,
+    /// Messages dropped because their TTL passed.
+    pub total_expired: u64,
+    /// Messages moved to the dead-letter queue.
+    pub total_dead_lettered: u64,
+    /// The id the next push will get.
+    pub next_id: u64,
+    /// Number of named subscriptions.
+    pub subscriptions: u64,
+    /// Messages kept by log retention (0 for consumption retention).
+    pub log_messages: u64,
+    /// Whether delivery is paused.
+    pub paused: bool,
+}

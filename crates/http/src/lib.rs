@@ -1,0 +1,1 @@
+//! HTTP faces (to be written).
