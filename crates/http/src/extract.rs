@@ -1,0 +1,139 @@
+//! Request extractors whose rejections are [`ApiError`]s, so axum's plain-text
+//! rejections never reach a client.
+//!
+//! JSON bodies are parsed whatever the `Content-Type` says (a `curl -d` sends
+//! `application/x-www-form-urlencoded`), and names in the path are checked with the
+//! core's naming rules before a handler runs.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The `{queue}` path parameter, checked with [`godwit_core::name::validate_queue`].
+#[derive(Debug, Clone)]
+pub struct QueueName(pub String);
+
+/// The `{name}` path parameter of subscription routes, checked with
+/// [`godwit_core::name::validate_subscription`].
+#[derive(Debug, Clone)]
+pub struct SubscriptionName(pub String);
+
+async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    key: &str,
+) -> Result<String, ApiError> {
+    let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                rejection.body_text(),
+            )
+        })?;
+    params.remove(key).ok_or_else(|| {
+        ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR, "route has no {key}")
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let name = path_param(parts, state, "queue").await?;
+        godwit_core::name::validate_queue(&name)?;
+        Ok(Self(name))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SubscriptionName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let name = path_param(parts, state, "name").await?;
+        godwit_core::name::validate_subscription(&name)?;
+        Ok(Self(name))
+    }
+}
+
+/// A query string deserialized into `T`; a bad value is a 400 `invalid_query`.
+#[derive(Debug, Clone, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::invalid_query(rejection.body_text()))
+    }
+}
+
+/// The raw request body, within the route's body limit (over it: 413 `too_large`).
+#[derive(Debug, Clone)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(body_rejection)
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "too_large", "request body is over the size limit")
+    } else {
+        ApiError::from_status(status, rejection.body_text())
+    }
+}
+
+/// A JSON body deserialized into `T`, whatever the `Content-Type`; malformed JSON or a
+/// wrong shape is a 400 `invalid_json`.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(Self)
+    }
+}
+
+/// Like [`ApiJson`], but an empty (or all-whitespace) body is `None`.
+#[derive(Debug, Clone)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        parse_json(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::invalid_json(format!("invalid JSON body: {err}")))
+}

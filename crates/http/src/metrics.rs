@@ -1,0 +1,108 @@
+//! Prometheus metrics of the HTTP face: request counts by route template, messages in
+//! and out, and queue depth gauges refreshed on every scrape of `GET /metrics`.
+//!
+//! The recorder itself is installed by the binary; this module only records and renders.
+//! The store records `godwit_fsync_seconds` on its own.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Requests served, by method, route template and status.
+pub const HTTP_REQUESTS: &str = "godwit_http_requests_total";
+/// Request latency in seconds, by method and route template.
+pub const HTTP_REQUEST_SECONDS: &str = "godwit_http_request_seconds";
+/// Messages accepted by pushes through this face (duplicates not counted).
+pub const MESSAGES_IN: &str = "godwit_messages_in_total";
+/// Messages delivered by take and lease through this face.
+pub const MESSAGES_OUT: &str = "godwit_messages_out_total";
+/// Ready messages of a queue's default subscription.
+pub const QUEUE_READY: &str = "godwit_queue_ready";
+/// In-flight messages of a queue's default subscription.
+pub const QUEUE_IN_FLIGHT: &str = "godwit_queue_in_flight";
+/// Delayed messages of a queue's default subscription.
+pub const QUEUE_DELAYED: &str = "godwit_queue_delayed";
+
+/// The route label of requests that matched no route, so raw paths never become labels.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Counts pushed messages.
+pub fn record_in(n: usize) {
+    metrics::counter!(MESSAGES_IN).increment(n as u64);
+}
+
+/// Counts delivered messages.
+pub fn record_out(n: usize) {
+    metrics::counter!(MESSAGES_OUT).increment(n as u64);
+}
+
+/// Middleware counting every request under its matched route template.
+pub async fn track_requests(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The queues that got depth gauges at the last scrape.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    known: Mutex<HashSet<String>>,
+}
+
+impl QueueGauges {
+    /// Sets the depth gauges of every queue in `stats` and zeroes those of queues that
+    /// are gone since the last call.
+    pub fn refresh(&self, stats: &[godwit_core::QueueStats]) {
+        let current: HashSet<String> = stats.iter().map(|s| s.name.clone()).collect();
+        for s in stats {
+            let queue = s.name.clone();
+            metrics::gauge!(QUEUE_READY, "queue" => queue.clone()).set(s.ready as f64);
+            metrics::gauge!(QUEUE_IN_FLIGHT, "queue" => queue.clone()).set(s.in_flight as f64);
+            metrics::gauge!(QUEUE_DELAYED, "queue" => queue).set(s.delayed as f64);
+        }
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in known.difference(&current) {
+            for name in [QUEUE_READY, QUEUE_IN_FLIGHT, QUEUE_DELAYED] {
+                metrics::gauge!(name, "queue" => gone.clone()).set(0.0);
+            }
+        }
+        *known = current;
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
+)]
+pub async fn scrape(State(app): State<AppState>) -> Response {
+    app.gauges.refresh(&app.broker.list());
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.opts.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,307 @@
+//! The JSON shapes of the native API's replies, built from core types.
+//!
+//! These structs are the wire contract (and the OpenAPI schemas); the core's own types
+//! stay free to change. Nothing here talks to the broker.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use godwit_core::{Message, Overflow, QueueSettings, QueueStats, Retention, SubscriptionStats};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A delivered or peeked message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MessageJson {
+    /// Id within its queue: 1, 2, 3… never reused.
+    pub id: u64,
+    /// The body, when it is valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in standard base64, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// 0..=9, higher first.
+    pub priority: u8,
+    /// Push time in milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// How many times the message has been delivered.
+    pub deliveries: u32,
+    /// Headers given at push.
+    pub headers: BTreeMap<String, String>,
+    /// The receipt to ack, nack or extend this lease (leases only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+}
+
+impl From<Message> for MessageJson {
+    fn from(m: Message) -> Self {
+        let (body, body_base64) = match std::str::from_utf8(&m.body) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (None, Some(BASE64.encode(&m.body))),
+        };
+        Self {
+            id: m.id,
+            body,
+            body_base64,
+            priority: m.priority,
+            created_at: m.created_at_ms,
+            deliveries: m.deliveries,
+            headers: m.headers,
+            receipt: m.receipt,
+        }
+    }
+}
+
+/// The reply of take, lease and peek.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessagesReply {
+    /// The messages, in delivery order; empty when none was ready.
+    pub messages: Vec<MessageJson>,
+}
+
+impl MessagesReply {
+    /// Renders core messages.
+    pub fn new(messages: Vec<Message>) -> Self {
+        Self {
+            messages: messages.into_iter().map(MessageJson::from).collect(),
+        }
+    }
+}
+
+/// How a queue keeps messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum RetentionJson {
+    /// A message lives until every subscription that existed at its push consumed it.
+    Consume,
+    /// A message lives until older or the log larger than the limits.
+    Log {
+        /// Drop messages older than this many milliseconds.
+        max_age_ms: Option<u64>,
+        /// Keep at most this many stored bytes.
+        max_bytes: Option<u64>,
+        /// Keep at most this many messages.
+        max_count: Option<u64>,
+    },
+}
+
+impl From<Retention> for RetentionJson {
+    fn from(r: Retention) -> Self {
+        match r {
+            Retention::Consume => RetentionJson::Consume,
+            Retention::Log {
+                max_age_ms,
+                max_bytes,
+                max_count,
+            } => RetentionJson::Log {
+                max_age_ms,
+                max_bytes,
+                max_count,
+            },
+        }
+    }
+}
+
+/// What a full queue does with another push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowJson {
+    /// Refuse the push with 409 `queue_full`.
+    Reject,
+    /// Drop the oldest ready message to make room.
+    DropOldest,
+}
+
+impl From<Overflow> for OverflowJson {
+    fn from(o: Overflow) -> Self {
+        match o {
+            Overflow::Reject => OverflowJson::Reject,
+            Overflow::DropOldest => OverflowJson::DropOldest,
+        }
+    }
+}
+
+/// A queue's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SettingsJson {
+    /// Dead-letter after this many deliveries; `null` never dead-letters.
+    pub max_deliveries: Option<u32>,
+    /// Where dead letters go; `null` means `<queue>.dlq`.
+    pub dead_letter_queue: Option<String>,
+    /// How long a dedup id is remembered, in milliseconds.
+    pub dedup_window_ms: u64,
+    /// Consumption or log retention.
+    pub retention: RetentionJson,
+    /// Most messages of the default subscription; `null` is unbounded.
+    pub max_length: Option<u64>,
+    /// Most stored bytes of the default subscription; `null` is unbounded.
+    pub max_bytes: Option<u64>,
+    /// What a push to a full queue does.
+    pub overflow: OverflowJson,
+    /// A paused queue accepts pushes but delivers nothing.
+    pub paused: bool,
+}
+
+impl From<QueueSettings> for SettingsJson {
+    fn from(s: QueueSettings) -> Self {
+        Self {
+            max_deliveries: s.max_deliveries,
+            dead_letter_queue: s.dead_letter_queue,
+            dedup_window_ms: s.dedup_window_ms,
+            retention: s.retention.into(),
+            max_length: s.max_length,
+            max_bytes: s.max_bytes,
+            overflow: s.overflow.into(),
+            paused: s.paused,
+        }
+    }
+}
+
+/// Counters of one queue (its default subscription, plus totals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StatsJson {
+    /// The queue's name.
+    pub name: String,
+    /// Messages deliverable now.
+    pub ready: u64,
+    /// Messages leased and not yet acked.
+    pub in_flight: u64,
+    /// Messages waiting for their delay.
+    pub delayed: u64,
+    /// Stored bytes of the default subscription's messages.
+    pub bytes: u64,
+    /// Messages accepted since the queue was created (duplicates not counted).
+    pub total_pushed: u64,
+    /// Deliveries made (takes and leases), over all subscriptions.
+    pub total_delivered: u64,
+    /// Messages removed by take or ack, over all subscriptions.
+    pub total_consumed: u64,
+    /// Messages dropped because their TTL passed.
+    pub total_expired: u64,
+    /// Messages moved to the dead-letter queue.
+    pub total_dead_lettered: u64,
+    /// The id the next push will get.
+    pub next_id: u64,
+    /// Number of named subscriptions.
+    pub subscriptions: u64,
+    /// Messages kept by log retention.
+    pub log_messages: u64,
+    /// Whether delivery is paused.
+    pub paused: bool,
+}
+
+impl From<QueueStats> for StatsJson {
+    fn from(s: QueueStats) -> Self {
+        Self {
+            name: s.name,
+            ready: s.ready,
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+            bytes: s.bytes,
+            total_pushed: s.total_pushed,
+            total_delivered: s.total_delivered,
+            total_consumed: s.total_consumed,
+            total_expired: s.total_expired,
+            total_dead_lettered: s.total_dead_lettered,
+            next_id: s.next_id,
+            subscriptions: s.subscriptions,
+            log_messages: s.log_messages,
+            paused: s.paused,
+        }
+    }
+}
+
+/// One queue's stats and settings (`GET /v1/queues/{queue}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueJson {
+    /// The counters.
+    #[serde(flatten)]
+    pub stats: StatsJson,
+    /// The settings.
+    pub settings: SettingsJson,
+}
+
+/// The reply of `GET /v1/queues`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueuesReply {
+    /// Every queue's stats, by name.
+    pub queues: Vec<StatsJson>,
+}
+
+/// Counters of one named subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SubscriptionJson {
+    /// The subscription's name (`null` for a queue's default subscription).
+    pub name: Option<String>,
+    /// Messages deliverable now.
+    pub ready: u64,
+    /// Messages leased and not yet acked.
+    pub in_flight: u64,
+    /// Messages waiting for their delay.
+    pub delayed: u64,
+}
+
+impl From<SubscriptionStats> for SubscriptionJson {
+    fn from(s: SubscriptionStats) -> Self {
+        Self {
+            name: s.name,
+            ready: s.ready,
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+        }
+    }
+}
+
+/// The reply of `GET /v1/queues/{queue}/subscriptions`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionsReply {
+    /// The queue's named subscriptions.
+    pub subscriptions: Vec<SubscriptionJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use serde_json::json;
+
+    fn message(body: &'static [u8], receipt: Option<&str>) -> Message {
+        Message {
+            id: 7,
+            body: Bytes::from_static(body),
+            priority: 4,
+            created_at_ms: 1_700_000_000_123,
+            deliveries: 1,
+            headers: BTreeMap::from([("trace".to_owned(), "abc".to_owned())]),
+            receipt: receipt.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn utf8_bodies_render_as_text() {
+        let v = serde_json::to_value(MessageJson::from(message(b"hello", None))).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": 7, "body": "hello", "priority": 4, "created_at": 1_700_000_000_123u64,
+                   "deliveries": 1, "headers": {"trace": "abc"}})
+        );
+    }
+
+    #[test]
+    fn binary_bodies_render_as_base64_with_the_receipt() {
+        let v = serde_json::to_value(MessageJson::from(message(b"\xff\x00", Some("r-1")))).unwrap();
+        assert_eq!(v["body_base64"], "/wA=");
+        assert!(v.get("body").is_none());
+        assert_eq!(v["receipt"], "r-1");
+    }
+
+    #[test]
+    fn settings_render_with_tagged_retention() {
+        let v = serde_json::to_value(SettingsJson::from(QueueSettings::default())).unwrap();
+        assert_eq!(v["retention"], json!({"mode": "consume"}));
+        assert_eq!(v["overflow"], "reject");
+        assert_eq!(v["max_length"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,281 @@
+//! Consuming: take, lease, ack, nack, extend and peek.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use godwit_core::{LeaseOptions, ReadOptions};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, QueueName};
+use crate::metrics::record_out;
+use crate::render::MessagesReply;
+use crate::AppState;
+
+/// Options of a take, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TakeQuery {
+    /// At most this many messages (default 1, at most the broker's max batch).
+    pub max: Option<usize>,
+    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// server's max wait).
+    pub wait_ms: Option<u64>,
+    /// A named subscription; absent or empty means the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// Options of a lease, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LeaseQuery {
+    /// At most this many messages (default 1, at most the broker's max batch).
+    pub max: Option<usize>,
+    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// server's max wait).
+    pub wait_ms: Option<u64>,
+    /// How long the lease hides the messages (default 30000).
+    pub visibility_ms: Option<u64>,
+    /// A named subscription; absent or empty means the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// Options of a peek, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeekQuery {
+    /// At most this many messages (default 1, at most the broker's max batch).
+    pub max: Option<usize>,
+    /// A named subscription; absent or empty means the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// The body of ack and nack.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsRequest {
+    /// Receipts from lease replies.
+    pub receipts: Vec<String>,
+}
+
+/// The body of extend.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// Receipts from lease replies.
+    pub receipts: Vec<String>,
+    /// The new visibility timeout from now, in milliseconds (default 30000).
+    pub visibility_ms: Option<u64>,
+}
+
+/// The reply of ack.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AckReply {
+    /// How many receipts were live leases (stale ones ack nothing).
+    pub acked: usize,
+}
+
+/// The reply of nack.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NackReply {
+    /// How many receipts were live leases.
+    pub nacked: usize,
+}
+
+/// The reply of extend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExtendReply {
+    /// How many receipts were live leases.
+    pub extended: usize,
+}
+
+fn max_messages(app: &AppState, max: Option<usize>) -> Result<usize, ApiError> {
+    let limit = app.broker.config().max_batch;
+    match max.unwrap_or(1) {
+        n @ 1.. if n <= limit => Ok(n),
+        n => Err(ApiError::invalid_argument(format!(
+            "max must be 1..={limit}, not {n}"
+        ))),
+    }
+}
+
+fn subscription(name: Option<String>) -> Result<Option<String>, ApiError> {
+    match name.filter(|n| !n.is_empty()) {
+        Some(n) => {
+            godwit_core::name::validate_subscription(&n)?;
+            Ok(Some(n))
+        }
+        None => Ok(None),
+    }
+}
+
+fn read_options(
+    app: &AppState,
+    max: Option<usize>,
+    wait_ms: Option<u64>,
+    sub: Option<String>,
+) -> Result<ReadOptions, ApiError> {
+    Ok(ReadOptions {
+        max: max_messages(app, max)?,
+        wait: Duration::from_millis(wait_ms.unwrap_or(0)).min(app.broker.config().max_wait),
+        subscription: subscription(sub)?,
+    })
+}
+
+fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
+    match ms {
+        None => Ok(app.opts.default_visibility),
+        Some(0) => Err(ApiError::invalid_argument(
+            "visibility_ms must be at least 1",
+        )),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// Delivers and removes up to `max` messages at once (at-most-once), waiting up to
+/// `wait_ms` for a first one.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/take",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name"), TakeQuery),
+    responses(
+        (status = 200, description = "The messages (an empty list when none was ready)", body = MessagesReply),
+        (status = 400, description = "Bad name or parameter", body = ErrorBody),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    )
+)]
+pub async fn take(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<TakeQuery>,
+) -> Result<Json<MessagesReply>, ApiError> {
+    let opts = read_options(&app, query.max, query.wait_ms, query.subscription)?;
+    let messages = app.broker.take(&queue, opts).await?;
+    record_out(messages.len());
+    Ok(Json(MessagesReply::new(messages)))
+}
+
+/// Leases up to `max` messages for `visibility_ms`; each carries a `receipt` to ack,
+/// nack or extend it. Unacked leases become ready again when they time out.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/lease",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name"), LeaseQuery),
+    responses(
+        (status = 200, description = "The leased messages, each with a receipt", body = MessagesReply),
+        (status = 400, description = "Bad name or parameter", body = ErrorBody),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    )
+)]
+pub async fn lease(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<LeaseQuery>,
+) -> Result<Json<MessagesReply>, ApiError> {
+    let opts = LeaseOptions {
+        read: read_options(&app, query.max, query.wait_ms, query.subscription)?,
+        visibility: visibility(&app, query.visibility_ms)?,
+        session: None,
+    };
+    let messages = app.broker.lease(&queue, opts).await?;
+    record_out(messages.len());
+    Ok(Json(MessagesReply::new(messages)))
+}
+
+/// Acks leases: the messages are consumed. Stale receipts ack nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/ack",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body(content = ReceiptsRequest),
+    responses(
+        (status = 200, description = "How many leases were acked", body = AckReply),
+        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+    )
+)]
+pub async fn ack(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiJson(request): ApiJson<ReceiptsRequest>,
+) -> Result<Json<AckReply>, ApiError> {
+    let acked = app.broker.ack(&queue, &request.receipts).await?;
+    Ok(Json(AckReply { acked }))
+}
+
+/// Nacks leases: the messages go back to the head of the queue (or to the dead-letter
+/// queue past the queue's max deliveries).
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/nack",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body(content = ReceiptsRequest),
+    responses(
+        (status = 200, description = "How many leases were returned", body = NackReply),
+        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+    )
+)]
+pub async fn nack(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiJson(request): ApiJson<ReceiptsRequest>,
+) -> Result<Json<NackReply>, ApiError> {
+    let nacked = app.broker.nack(&queue, &request.receipts).await?;
+    Ok(Json(NackReply { nacked }))
+}
+
+/// Extends live leases to `visibility_ms` from now.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/extend",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body(content = ExtendRequest),
+    responses(
+        (status = 200, description = "How many leases were extended", body = ExtendReply),
+        (status = 400, description = "Bad name, JSON or visibility", body = ErrorBody),
+    )
+)]
+pub async fn extend(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiJson(request): ApiJson<ExtendRequest>,
+) -> Result<Json<ExtendReply>, ApiError> {
+    let visibility = visibility(&app, request.visibility_ms)?;
+    let extended = app
+        .broker
+        .extend(&queue, &request.receipts, visibility)
+        .await?;
+    Ok(Json(ExtendReply { extended }))
+}
+
+/// Shows up to `max` ready messages in delivery order without consuming them.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{queue}/peek",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name"), PeekQuery),
+    responses(
+        (status = 200, description = "The messages that would be delivered next", body = MessagesReply),
+        (status = 400, description = "Bad name or parameter", body = ErrorBody),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    )
+)]
+pub async fn peek(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<PeekQuery>,
+) -> Result<Json<MessagesReply>, ApiError> {
+    let max = max_messages(&app, query.max)?;
+    let sub = subscription(query.subscription)?;
+    let messages = app.broker.peek(&queue, max, sub.as_deref()).await?;
+    Ok(Json(MessagesReply::new(messages)))
+}

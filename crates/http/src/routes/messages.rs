@@ -1,0 +1,354 @@
+//! Pushing messages: one raw body (`POST …/messages`) or a JSON batch (`POST …/batch`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
+use godwit_core::{NewMessage, DEFAULT_PRIORITY, MAX_PRIORITY};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, QueueName, RawBody};
+use crate::metrics::record_in;
+use crate::AppState;
+
+/// Request headers with this prefix become message headers (the rest of the name).
+pub const HEADER_PREFIX: &str = "x-godwit-header-";
+
+/// Options of a single push, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PushQuery {
+    /// 0..=9, higher is delivered first (default 4).
+    pub priority: Option<u8>,
+    /// Not delivered before this many milliseconds have passed.
+    pub delay_ms: Option<u64>,
+    /// Never delivered once this many milliseconds have passed (at least 1).
+    pub ttl_ms: Option<u64>,
+    /// A second push with this id within the queue's dedup window is not added.
+    pub dedup_id: Option<String>,
+}
+
+/// The reply of a single push.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushReply {
+    /// The queue pushed to.
+    pub queue: String,
+    /// The message's id (the original's id for a duplicate).
+    pub id: u64,
+    /// Present and `true` when the dedup id matched an earlier message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+}
+
+/// One message of a batch: exactly one of `body` and `body_base64`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItem {
+    /// The body as text.
+    pub body: Option<String>,
+    /// The body as standard base64, for binary bodies.
+    pub body_base64: Option<String>,
+    /// 0..=9, higher is delivered first (default 4).
+    pub priority: Option<u8>,
+    /// Not delivered before this many milliseconds have passed.
+    pub delay_ms: Option<u64>,
+    /// Never delivered once this many milliseconds have passed (at least 1).
+    pub ttl_ms: Option<u64>,
+    /// A second push with this id within the queue's dedup window is not added.
+    pub dedup_id: Option<String>,
+    /// Free-form string headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The body of `POST /v1/queues/{queue}/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The messages, pushed all or nothing, in this order.
+    pub messages: Vec<BatchItem>,
+}
+
+/// The reply of a batch push.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchReply {
+    /// The queue pushed to.
+    pub queue: String,
+    /// The ids, in the order of the request (an original's id for a duplicate).
+    pub ids: Vec<u64>,
+    /// Present when some items were duplicates: `true` at their positions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<Vec<bool>>,
+}
+
+/// Push options shared by both forms, checked before anything reaches the broker.
+struct PushOptions {
+    priority: Option<u8>,
+    delay_ms: Option<u64>,
+    ttl_ms: Option<u64>,
+    dedup_id: Option<String>,
+}
+
+impl PushOptions {
+    fn into_message(
+        self,
+        body: Bytes,
+        headers: BTreeMap<String, String>,
+        max_message_bytes: usize,
+    ) -> Result<NewMessage, ApiError> {
+        if body.len() > max_message_bytes {
+            return Err(godwit_core::Error::TooLarge {
+                size: body.len(),
+                limit: max_message_bytes,
+            }
+            .into());
+        }
+        let priority = self.priority.unwrap_or(DEFAULT_PRIORITY);
+        if priority > MAX_PRIORITY {
+            return Err(ApiError::invalid_argument(format!(
+                "priority must be 0..={MAX_PRIORITY}, not {priority}"
+            )));
+        }
+        if self.ttl_ms == Some(0) {
+            return Err(ApiError::invalid_argument("ttl_ms must be at least 1"));
+        }
+        if headers.keys().any(String::is_empty) {
+            return Err(ApiError::invalid_argument("header names must not be empty"));
+        }
+        Ok(NewMessage {
+            body,
+            priority,
+            delay: self
+                .delay_ms
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            ttl: self.ttl_ms.map(Duration::from_millis),
+            dedup_id: self.dedup_id.filter(|id| !id.is_empty()),
+            headers,
+            at_head: false,
+        })
+    }
+}
+
+/// Collects `x-godwit-header-<name>` request headers as message headers.
+fn message_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(HEADER_PREFIX) else {
+            continue;
+        };
+        let value = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| ApiError::invalid_argument(format!("header {name} is not valid UTF-8")))?;
+        out.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+/// Pushes the request body, verbatim, as one message.
+///
+/// Request headers named `x-godwit-header-<name>` become message headers `<name>`.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/messages",
+    tag = "messages",
+    params(("queue" = String, Path, description = "Queue name (created on first use)"), PushQuery),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "The message body, verbatim. Headers `x-godwit-header-<name>: <value>` become message headers."),
+    responses(
+        (status = 201, description = "Pushed", body = PushReply),
+        (status = 200, description = "A duplicate of a message within the dedup window", body = PushReply),
+        (status = 400, description = "Bad name or parameter", body = ErrorBody),
+        (status = 409, description = "The queue is full", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+    )
+)]
+pub async fn push(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<PushQuery>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let options = PushOptions {
+        priority: query.priority,
+        delay_ms: query.delay_ms,
+        ttl_ms: query.ttl_ms,
+        dedup_id: query.dedup_id,
+    };
+    let message = options.into_message(
+        body,
+        message_headers(&headers)?,
+        app.broker.config().max_message_bytes,
+    )?;
+    let outcome = app
+        .broker
+        .push(&queue, vec![message])
+        .await?
+        .first()
+        .copied()
+        .ok_or_else(|| {
+            ApiError::from_status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "push returned no outcome",
+            )
+        })?;
+    let status = if outcome.duplicate {
+        StatusCode::OK
+    } else {
+        record_in(1);
+        StatusCode::CREATED
+    };
+    let reply = PushReply {
+        queue,
+        id: outcome.id,
+        duplicate: outcome.duplicate.then_some(true),
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+/// Pushes a JSON batch of messages as one atomic step: every item is checked first, and
+/// either all are stored or none.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/batch",
+    tag = "messages",
+    params(("queue" = String, Path, description = "Queue name (created on first use)")),
+    request_body(content = BatchRequest),
+    responses(
+        (status = 201, description = "Pushed", body = BatchReply),
+        (status = 200, description = "Every item was a duplicate", body = BatchReply),
+        (status = 400, description = "Bad name, JSON or item", body = ErrorBody),
+        (status = 409, description = "The queue is full", body = ErrorBody),
+        (status = 413, description = "A body or the request is over the limit", body = ErrorBody),
+    )
+)]
+pub async fn batch(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid_argument("messages must not be empty"));
+    }
+    let limit = app.broker.config().max_message_bytes;
+    let messages = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            batch_message(item, limit).map_err(|mut err| {
+                err.message = format!("messages[{i}]: {}", err.message);
+                err
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = app.broker.push(&queue, messages).await?;
+    let fresh = outcomes.iter().filter(|o| !o.duplicate).count();
+    record_in(fresh);
+    let any_duplicate = fresh < outcomes.len();
+    let status = if fresh == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let reply = BatchReply {
+        queue,
+        ids: outcomes.iter().map(|o| o.id).collect(),
+        duplicate: any_duplicate.then(|| outcomes.iter().map(|o| o.duplicate).collect()),
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+fn batch_message(item: BatchItem, max_message_bytes: usize) -> Result<NewMessage, ApiError> {
+    let body = match (item.body, item.body_base64) {
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(encoded)) => {
+            BASE64
+                .decode(encoded.as_bytes())
+                .map(Bytes::from)
+                .map_err(|err| {
+                    ApiError::invalid_argument(format!("body_base64 is not base64: {err}"))
+                })?
+        }
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "give exactly one of body and body_base64",
+            ))
+        }
+    };
+    let options = PushOptions {
+        priority: item.priority,
+        delay_ms: item.delay_ms,
+        ttl_ms: item.ttl_ms,
+        dedup_id: item.dedup_id,
+    };
+    options.into_message(body, item.headers, max_message_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn prefixed_request_headers_become_message_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-godwit-header-trace", HeaderValue::from_static("abc"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        let got = message_headers(&headers).unwrap();
+        assert_eq!(
+            got,
+            BTreeMap::from([("trace".to_owned(), "abc".to_owned())])
+        );
+    }
+
+    #[test]
+    fn batch_items_need_exactly_one_body() {
+        let item = |body: Option<&str>, b64: Option<&str>| BatchItem {
+            body: body.map(str::to_owned),
+            body_base64: b64.map(str::to_owned),
+            priority: None,
+            delay_ms: None,
+            ttl_ms: None,
+            dedup_id: None,
+            headers: BTreeMap::new(),
+        };
+        assert!(batch_message(item(None, None), 10).is_err());
+        assert!(batch_message(item(Some("a"), Some("YQ==")), 10).is_err());
+        assert!(batch_message(item(None, Some("!!")), 10).is_err());
+        let m = batch_message(item(None, Some("/wA=")), 10).unwrap();
+        assert_eq!(&m.body[..], b"\xff\x00");
+        let err = batch_message(item(Some("too long"), None), 3).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn out_of_range_options_are_rejected() {
+        let opts = |priority, ttl_ms| PushOptions {
+            priority,
+            delay_ms: None,
+            ttl_ms,
+            dedup_id: None,
+        };
+        let body = || Bytes::from_static(b"x");
+        assert!(opts(Some(10), None)
+            .into_message(body(), BTreeMap::new(), 10)
+            .is_err());
+        assert!(opts(None, Some(0))
+            .into_message(body(), BTreeMap::new(), 10)
+            .is_err());
+        let m = opts(Some(9), Some(5))
+            .into_message(body(), BTreeMap::new(), 10)
+            .unwrap();
+        assert_eq!((m.priority, m.ttl), (9, Some(Duration::from_millis(5))));
+    }
+}

@@ -1,0 +1,198 @@
+//! Named subscriptions of a queue: create, seek, delete, list.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use godwit_core::StartAt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, OptionalJson, QueueName, SubscriptionName};
+use crate::render::{SubscriptionJson, SubscriptionsReply};
+use crate::AppState;
+
+/// Where a new subscription starts: `"latest"`, `"earliest"` or a message id.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StartJson {
+    /// `"latest"` (only new messages) or `"earliest"` (every retained one).
+    Named(String),
+    /// Retained messages with this id or later.
+    Id(u64),
+}
+
+impl TryFrom<StartJson> for StartAt {
+    type Error = ApiError;
+
+    fn try_from(start: StartJson) -> Result<Self, ApiError> {
+        match start {
+            StartJson::Id(id) => Ok(StartAt::Id(id)),
+            StartJson::Named(name) => match name.as_str() {
+                "latest" => Ok(StartAt::Latest),
+                "earliest" => Ok(StartAt::Earliest),
+                other => other.parse().map(StartAt::Id).map_err(|_| {
+                    ApiError::invalid_argument(format!(
+                        "start must be \"latest\", \"earliest\" or a message id, not {other:?}"
+                    ))
+                }),
+            },
+        }
+    }
+}
+
+/// The body of `PUT …/subscriptions/{name}`; may be empty (starts at latest).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRequest {
+    /// Where the subscription starts (default `"latest"`).
+    pub start: Option<StartJson>,
+}
+
+/// The reply of creating a subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscribeReply {
+    /// The queue.
+    pub queue: String,
+    /// The subscription.
+    pub name: String,
+    /// False when the subscription existed already (and was left as it was).
+    pub created: bool,
+}
+
+/// The body of seek.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeekRequest {
+    /// Deliver retained messages from this id on.
+    pub id: u64,
+}
+
+/// The reply of seek.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeekReply {
+    /// The queue.
+    pub queue: String,
+    /// The subscription.
+    pub name: String,
+    /// The id it now delivers from.
+    pub id: u64,
+}
+
+/// Creates a named subscription; an existing one is left as it is.
+#[utoipa::path(
+    put,
+    path = "/v1/queues/{queue}/subscriptions/{name}",
+    tag = "subscriptions",
+    params(
+        ("queue" = String, Path, description = "Queue name"),
+        ("name" = String, Path, description = "Subscription name"),
+    ),
+    request_body(content = Option<SubscribeRequest>, description = "Where to start; may be empty"),
+    responses(
+        (status = 201, description = "Created", body = SubscribeReply),
+        (status = 200, description = "It existed already", body = SubscribeReply),
+        (status = 400, description = "Bad name or start", body = ErrorBody),
+    )
+)]
+pub async fn subscribe(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    SubscriptionName(name): SubscriptionName,
+    OptionalJson(request): OptionalJson<SubscribeRequest>,
+) -> Result<Response, ApiError> {
+    let start = match request.and_then(|r| r.start) {
+        Some(start) => StartAt::try_from(start)?,
+        None => StartAt::Latest,
+    };
+    let created = app.broker.subscribe(&queue, &name, start).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let reply = SubscribeReply {
+        queue,
+        name,
+        created,
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+/// Moves a subscription so it delivers retained messages from `id` on.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/subscriptions/{name}/seek",
+    tag = "subscriptions",
+    params(
+        ("queue" = String, Path, description = "Queue name"),
+        ("name" = String, Path, description = "Subscription name"),
+    ),
+    request_body(content = SeekRequest),
+    responses(
+        (status = 200, description = "Moved", body = SeekReply),
+        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+        (status = 404, description = "No such queue or subscription", body = ErrorBody),
+    )
+)]
+pub async fn seek(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    SubscriptionName(name): SubscriptionName,
+    ApiJson(request): ApiJson<SeekRequest>,
+) -> Result<Json<SeekReply>, ApiError> {
+    app.broker.seek(&queue, &name, request.id).await?;
+    Ok(Json(SeekReply {
+        queue,
+        name,
+        id: request.id,
+    }))
+}
+
+/// Deletes a named subscription and its in-flight leases.
+#[utoipa::path(
+    delete,
+    path = "/v1/queues/{queue}/subscriptions/{name}",
+    tag = "subscriptions",
+    params(
+        ("queue" = String, Path, description = "Queue name"),
+        ("name" = String, Path, description = "Subscription name"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such queue or subscription", body = ErrorBody),
+    )
+)]
+pub async fn unsubscribe(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    SubscriptionName(name): SubscriptionName,
+) -> Result<StatusCode, ApiError> {
+    app.broker.unsubscribe(&queue, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists a queue's named subscriptions with their counters.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{queue}/subscriptions",
+    tag = "subscriptions",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The subscriptions", body = SubscriptionsReply),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+) -> Result<Json<SubscriptionsReply>, ApiError> {
+    let subscriptions = app
+        .broker
+        .subscriptions(&queue)?
+        .into_iter()
+        .map(SubscriptionJson::from)
+        .collect();
+    Ok(Json(SubscriptionsReply { subscriptions }))
+}
