@@ -101,9 +101,8 @@ impl Broker {
     ) -> Result<Self> {
         let started = std::time::Instant::now();
         let mut state = match storage.load_checkpoint()? {
-            Some(bytes) => postcard::from_bytes::<State>(&bytes).map_err(|e| {
-                StorageError::Corrupt(format!("checkpoint does not decode: {e}"))
-            })?,
+            Some(bytes) => postcard::from_bytes::<State>(&bytes)
+                .map_err(|e| StorageError::Corrupt(format!("checkpoint does not decode: {e}")))?,
             None => State::default(),
         };
         // Tokens grow with wall time, so a receipt from before a restart never matches.
@@ -235,7 +234,9 @@ impl Broker {
                 let now = self.inner.clock.now_ms();
                 self.inner.sweep(&mut st, queue, now)?;
                 if !sub.is_empty() && !st.has_sub(queue, sub) {
-                    return Err(Error::NotFound(format!("subscription {sub:?} of {queue:?}")));
+                    return Err(Error::NotFound(format!(
+                        "subscription {sub:?} of {queue:?}"
+                    )));
                 }
                 let mode = match visibility {
                     Some(v) => ReadMode::Lease {
@@ -378,7 +379,9 @@ impl Broker {
             let now = self.inner.clock.now_ms();
             self.inner.sweep(&mut st, queue, now)?;
             if !sub.is_empty() && !st.has_sub(queue, sub) {
-                return Err(Error::NotFound(format!("subscription {sub:?} of {queue:?}")));
+                return Err(Error::NotFound(format!(
+                    "subscription {sub:?} of {queue:?}"
+                )));
             }
             st.peek(queue, sub, max, now)
         };
@@ -393,7 +396,12 @@ impl Broker {
 
     /// Releases every lease owned by `session` (the connection ended).
     pub async fn end_session(&self, session: SessionId) -> Result<usize> {
-        let owned = self.inner.sessions.lock().remove(&session).unwrap_or_default();
+        let owned = self
+            .inner
+            .sessions
+            .lock()
+            .remove(&session)
+            .unwrap_or_default();
         let mut n = 0;
         let mut touched = BTreeSet::new();
         let ticket = {
@@ -546,7 +554,9 @@ impl Broker {
         let ticket = {
             let mut st = self.inner.state.lock();
             if !st.has_sub(queue, name) {
-                return Err(Error::NotFound(format!("subscription {name:?} of {queue:?}")));
+                return Err(Error::NotFound(format!(
+                    "subscription {name:?} of {queue:?}"
+                )));
             }
             let op = Op::Seek {
                 queue: queue.to_string(),
@@ -566,7 +576,9 @@ impl Broker {
         let ticket = {
             let mut st = self.inner.state.lock();
             if !st.has_sub(queue, name) {
-                return Err(Error::NotFound(format!("subscription {name:?} of {queue:?}")));
+                return Err(Error::NotFound(format!(
+                    "subscription {name:?} of {queue:?}"
+                )));
             }
             let op = Op::Unsubscribe {
                 queue: queue.to_string(),
@@ -700,7 +712,10 @@ impl Inner {
     /// Time-driven changes of one queue: due delays, expired leases (released or
     /// dead-lettered), log retention by age.
     fn sweep(&self, st: &mut State, queue: &str, now: u64) -> Result<()> {
-        let mut woke = st.settle(queue, now);
+        st.forget_dedup(queue, now);
+        let promote = st.plan_promote(queue, now);
+        let mut woke = !promote.is_empty();
+        self.commit(st, promote)?;
         for (sub, id) in st.expired_leases(queue, now).into_iter().rev() {
             if let Some(op) = st.plan_return(queue, &sub, id) {
                 if let Op::Move { to, .. } = &op {

@@ -101,9 +101,10 @@ impl Sub {
             .enumerate()
             .find_map(|(p, lane)| (lane.front().map(|m| m.id) == Some(id)).then_some((p, 0)))
             .or_else(|| {
-                self.lanes.iter().enumerate().find_map(|(p, lane)| {
-                    lane.iter().position(|m| m.id == id).map(|i| (p, i))
-                })
+                self.lanes
+                    .iter()
+                    .enumerate()
+                    .find_map(|(p, lane)| lane.iter().position(|m| m.id == id).map(|i| (p, i)))
             });
         if let Some((p, i)) = found {
             let meta = self.lanes[p].remove(i)?;
@@ -133,13 +134,23 @@ impl Sub {
         self.lanes.iter().rev().flat_map(|lane| lane.iter())
     }
 
-    /// Moves delayed messages whose time has come to the tail of their lane.
-    fn promote(&mut self, now: u64) {
-        while let Some((&(due, id), _)) = self.delayed.first_key_value() {
-            if due > now {
-                break;
-            }
-            if let Some(meta) = self.delayed.remove(&(due, id)) {
+    /// Ids of delayed messages due at `now`, in (due, id) order.
+    fn due(&self, now: u64) -> Vec<u64> {
+        self.delayed
+            .keys()
+            .take_while(|(due, _)| *due <= now)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Moves the given delayed messages to the tail of their lane, in order.
+    fn promote(&mut self, ids: &[u64]) {
+        for id in ids {
+            let key = match self.delayed.first_key_value() {
+                Some((&(due, first), _)) if first == *id => Some((due, first)),
+                _ => self.delayed.keys().find(|(_, m)| m == id).copied(),
+            };
+            if let Some(meta) = key.and_then(|k| self.delayed.remove(&k)) {
                 self.insert_ready(meta, false);
             }
         }
@@ -376,6 +387,11 @@ impl State {
                     RemoveReason::Overflow => {}
                 }
             }
+            Op::Promote { queue, sub, ids } => {
+                if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+                    s.promote(ids);
+                }
+            }
             Op::Lease {
                 queue,
                 sub,
@@ -406,11 +422,7 @@ impl State {
                 }
             }
             Op::Release { queue, sub, ids } => {
-                let Some(s) = self
-                    .queues
-                    .get_mut(queue)
-                    .and_then(|q| q.subs.get_mut(sub))
-                else {
+                let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) else {
                     return;
                 };
                 for id in ids.iter().rev() {
@@ -628,14 +640,17 @@ impl State {
             let sub = q.default_sub();
             let count = sub.len() + pushes.len() as u64;
             let bytes = sub.bytes + new_bytes;
-            let over_len = settings.max_length.map_or(0, |max| count.saturating_sub(max));
+            let over_len = settings
+                .max_length
+                .map_or(0, |max| count.saturating_sub(max));
             let over_bytes = settings.max_bytes.is_some_and(|max| bytes > max);
             if over_len > 0 || over_bytes {
                 match settings.overflow {
                     Overflow::Reject => return Err(Error::QueueFull(queue.to_string())),
                     Overflow::DropOldest => {
-                        let mut need_bytes =
-                            settings.max_bytes.map_or(0, |max| bytes.saturating_sub(max));
+                        let mut need_bytes = settings
+                            .max_bytes
+                            .map_or(0, |max| bytes.saturating_sub(max));
                         let mut oldest: Vec<&Meta> = sub.ready_in_order().collect();
                         oldest.sort_by_key(|m| m.id);
                         let mut ids = Vec::new();
@@ -724,7 +739,6 @@ impl State {
         let Some(s) = q.subs.get_mut(sub) else {
             return (Vec::new(), Vec::new());
         };
-        s.promote(now);
         let mut expired = Vec::new();
         let mut picked = Vec::new();
         for m in s.ready_in_order() {
@@ -796,10 +810,9 @@ impl State {
             return Vec::new();
         };
         let floor = q.log_floor;
-        let Some(s) = q.subs.get_mut(sub) else {
+        let Some(s) = q.subs.get(sub) else {
             return Vec::new();
         };
-        s.promote(now);
         s.ready_in_order()
             .filter(|m| !m.expired(now) && m.id >= floor)
             .take(max)
@@ -887,11 +900,11 @@ impl State {
         out
     }
 
-    /// Housekeeping that needs no log record: promotes due delayed messages and forgets
-    /// dedup ids past their window. Returns whether anything became ready.
-    pub fn settle(&mut self, queue: &str, now: u64) -> bool {
+    /// Forgets dedup ids past their window (needs no log record: replay rebuilds the
+    /// same windows from the push records).
+    pub fn forget_dedup(&mut self, queue: &str, now: u64) {
         let Some(q) = self.queues.get_mut(queue) else {
-            return false;
+            return;
         };
         while let Some((until, key)) = q.dedup_order.front() {
             if *until > now {
@@ -902,13 +915,24 @@ impl State {
             }
             q.dedup_order.pop_front();
         }
-        let mut promoted = false;
-        for s in q.subs.values_mut() {
-            let before = s.ready;
-            s.promote(now);
-            promoted |= s.ready > before;
-        }
-        promoted
+    }
+
+    /// The `Promote` ops for delayed messages due at `now`.
+    pub fn plan_promote(&self, queue: &str, now: u64) -> Vec<Op> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        q.subs
+            .iter()
+            .filter_map(|(name, s)| {
+                let ids = s.due(now);
+                (!ids.is_empty()).then(|| Op::Promote {
+                    queue: queue.to_string(),
+                    sub: name.clone(),
+                    ids,
+                })
+            })
+            .collect()
     }
 
     /// The earliest time something in the queue changes by itself (a delay ends or a

@@ -160,7 +160,14 @@ impl LogStore {
 
     /// Cuts segment `n` at `at` (the start of a damaged group) and sets aside every
     /// later segment.
-    fn cut(&self, n: u32, at: u64, later: &[u32], why: &str, size: u64) -> Result<(), StorageError> {
+    fn cut(
+        &self,
+        n: u32,
+        at: u64,
+        later: &[u32],
+        why: &str,
+        size: u64,
+    ) -> Result<(), StorageError> {
         tracing::warn!(
             segment = n,
             offset = at,
@@ -313,7 +320,9 @@ impl Storage for LogStore {
         }
         let len = bytes.len() as u64;
         if len > u32::MAX as u64 / 2 {
-            return Err(StorageError::Corrupt(format!("{len}-byte append is too large")));
+            return Err(StorageError::Corrupt(format!(
+                "{len}-byte append is too large"
+            )));
         }
         let mut a = self.appender.lock();
         if a.offset > 0 && a.offset + len > self.options.segment_bytes {
@@ -339,7 +348,10 @@ impl Storage for LogStore {
             offset: a.offset,
             bytes,
         };
-        let sent = a.tx.as_ref().map(|tx| tx.send(job).is_ok()).unwrap_or(false);
+        let sent =
+            a.tx.as_ref()
+                .map(|tx| tx.send(job).is_ok())
+                .unwrap_or(false);
         if !sent {
             return Err(StorageError::Failed("the log writer has stopped".into()));
         }
@@ -357,9 +369,13 @@ impl Storage for LogStore {
             .get(at.segment)
             .ok_or_else(|| StorageError::Corrupt(format!("segment {} is missing", at.segment)))?;
         let mut buf = vec![0u8; at.len as usize];
-        file.read_exact_at(&mut buf, at.offset as u64).map_err(|e| {
-            StorageError::io(format!("reading segment {} at {}", at.segment, at.offset), e)
-        })?;
+        file.read_exact_at(&mut buf, at.offset as u64)
+            .map_err(|e| {
+                StorageError::io(
+                    format!("reading segment {} at {}", at.segment, at.offset),
+                    e,
+                )
+            })?;
         match record::parse(&buf) {
             Parsed::Record {
                 op: Op::Push(rec), ..

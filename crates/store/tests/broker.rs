@@ -55,7 +55,9 @@ async fn push_take_lease_ack_survive_restart() {
     assert_eq!(b.ack("jobs", &receipts[..2]).await.unwrap(), 2);
     assert_eq!(b.ack("jobs", &receipts[..2]).await.unwrap(), 0);
     b.checkpoint().await.unwrap();
-    b.push("jobs", vec![NewMessage::new("after")]).await.unwrap();
+    b.push("jobs", vec![NewMessage::new("after")])
+        .await
+        .unwrap();
     drop(b);
 
     let b = open(dir.path(), clock.clone());
