@@ -105,21 +105,38 @@ pub struct LeaseOptions {
 
 /// How a queue keeps messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum Retention {
+#[serde(rename_all = "snake_case")]
+pub enum RetentionMode {
     /// A message lives until every subscription that existed at its push has consumed it.
     #[default]
     Consume,
     /// A message lives until it is older, or the log larger, than the limits, whether or
     /// not it was consumed; subscriptions can seek back over it.
-    Log {
-        /// Drop messages older than this many milliseconds.
-        max_age_ms: Option<u64>,
-        /// Keep at most this many stored bytes.
-        max_bytes: Option<u64>,
-        /// Keep at most this many messages.
-        max_count: Option<u64>,
-    },
+    Log,
+}
+
+/// A queue's retention: the mode and, for log retention, its limits. In JSON:
+/// `{"mode": "log", "max_count": 1000}`; absent limits are unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Retention {
+    /// Consume or log.
+    pub mode: RetentionMode,
+    /// Log retention drops messages older than this many milliseconds.
+    #[serde(default)]
+    pub max_age_ms: Option<u64>,
+    /// Log retention keeps at most this many stored bytes.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Log retention keeps at most this many messages.
+    #[serde(default)]
+    pub max_count: Option<u64>,
+}
+
+impl Retention {
+    /// Whether this is log retention.
+    pub fn is_log(&self) -> bool {
+        self.mode == RetentionMode::Log
+    }
 }
 
 /// What a full queue does with another push.
@@ -160,7 +177,7 @@ impl Default for QueueSettings {
             max_deliveries: None,
             dead_letter_queue: None,
             dedup_window_ms: 5 * 60 * 1000,
-            retention: Retention::Consume,
+            retention: Retention::default(),
             max_length: None,
             max_bytes: None,
             overflow: Overflow::Reject,

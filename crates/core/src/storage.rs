@@ -81,6 +81,16 @@ pub enum Op {
         /// Why.
         reason: RemoveReason,
     },
+    /// Delayed messages whose time came join the tail of their subscription's ready
+    /// order, in the given order.
+    Promote {
+        /// Queue name.
+        queue: String,
+        /// Subscription name.
+        sub: String,
+        /// Message ids.
+        ids: Vec<u64>,
+    },
     /// Messages are leased: delivery count raised, hidden until `until_ms`.
     Lease {
         /// Queue name.
