@@ -1,8 +1,9 @@
-//! Prometheus metrics of the HTTP face: request counts by route template, messages in
-//! and out, and queue depth gauges refreshed on every scrape of `GET /metrics`.
+//! Prometheus metrics of the HTTP face: request counts and latency by route template,
+//! and queue depth gauges refreshed on every scrape of `GET /metrics`.
 //!
 //! The recorder itself is installed by the binary; this module only records and renders.
-//! The store records `godwit_fsync_seconds` on its own.
+//! The core counts `godwit_messages_in_total` and `godwit_messages_out_total` (so every
+//! face is counted once) and the store records `godwit_fsync_seconds`.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -19,10 +20,6 @@ use crate::AppState;
 pub const HTTP_REQUESTS: &str = "godwit_http_requests_total";
 /// Request latency in seconds, by method and route template.
 pub const HTTP_REQUEST_SECONDS: &str = "godwit_http_request_seconds";
-/// Messages accepted by pushes through this face (duplicates not counted).
-pub const MESSAGES_IN: &str = "godwit_messages_in_total";
-/// Messages delivered by take and lease through this face.
-pub const MESSAGES_OUT: &str = "godwit_messages_out_total";
 /// Ready messages of a queue's default subscription.
 pub const QUEUE_READY: &str = "godwit_queue_ready";
 /// In-flight messages of a queue's default subscription.
@@ -32,16 +29,6 @@ pub const QUEUE_DELAYED: &str = "godwit_queue_delayed";
 
 /// The route label of requests that matched no route, so raw paths never become labels.
 const UNMATCHED_ROUTE: &str = "unmatched";
-
-/// Counts pushed messages.
-pub fn record_in(n: usize) {
-    metrics::counter!(MESSAGES_IN).increment(n as u64);
-}
-
-/// Counts delivered messages.
-pub fn record_out(n: usize) {
-    metrics::counter!(MESSAGES_OUT).increment(n as u64);
-}
 
 /// Middleware counting every request under its matched route template.
 pub async fn track_requests(req: Request, next: Next) -> Response {

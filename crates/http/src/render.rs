@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use godwit_core::{Message, Overflow, QueueSettings, QueueStats, Retention, SubscriptionStats};
+use godwit_core::{
+    Message, Overflow, QueueSettings, QueueStats, Retention, RetentionMode, SubscriptionStats,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -70,36 +72,39 @@ impl MessagesReply {
     }
 }
 
-/// How a queue keeps messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum RetentionJson {
+/// Consumption or log retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionModeJson {
     /// A message lives until every subscription that existed at its push consumed it.
     Consume,
-    /// A message lives until older or the log larger than the limits.
-    Log {
-        /// Drop messages older than this many milliseconds.
-        max_age_ms: Option<u64>,
-        /// Keep at most this many stored bytes.
-        max_bytes: Option<u64>,
-        /// Keep at most this many messages.
-        max_count: Option<u64>,
-    },
+    /// A message lives until older, or the log larger, than the limits.
+    Log,
+}
+
+/// How a queue keeps messages: the mode and, for log retention, its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RetentionJson {
+    /// Consume or log.
+    pub mode: RetentionModeJson,
+    /// Log retention drops messages older than this many milliseconds.
+    pub max_age_ms: Option<u64>,
+    /// Log retention keeps at most this many stored bytes.
+    pub max_bytes: Option<u64>,
+    /// Log retention keeps at most this many messages.
+    pub max_count: Option<u64>,
 }
 
 impl From<Retention> for RetentionJson {
     fn from(r: Retention) -> Self {
-        match r {
-            Retention::Consume => RetentionJson::Consume,
-            Retention::Log {
-                max_age_ms,
-                max_bytes,
-                max_count,
-            } => RetentionJson::Log {
-                max_age_ms,
-                max_bytes,
-                max_count,
+        Self {
+            mode: match r.mode {
+                RetentionMode::Consume => RetentionModeJson::Consume,
+                RetentionMode::Log => RetentionModeJson::Log,
             },
+            max_age_ms: r.max_age_ms,
+            max_bytes: r.max_bytes,
+            max_count: r.max_count,
         }
     }
 }
@@ -300,7 +305,7 @@ mod tests {
     #[test]
     fn settings_render_with_tagged_retention() {
         let v = serde_json::to_value(SettingsJson::from(QueueSettings::default())).unwrap();
-        assert_eq!(v["retention"], json!({"mode": "consume"}));
+        assert_eq!(v["retention"]["mode"], "consume");
         assert_eq!(v["overflow"], "reject");
         assert_eq!(v["max_length"], serde_json::Value::Null);
     }

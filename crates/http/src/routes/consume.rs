@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, QueueName};
-use crate::metrics::record_out;
 use crate::render::MessagesReply;
 use crate::AppState;
 
@@ -157,7 +156,6 @@ pub async fn take(
 ) -> Result<Json<MessagesReply>, ApiError> {
     let opts = read_options(&app, query.max, query.wait_ms, query.subscription)?;
     let messages = app.broker.take(&queue, opts).await?;
-    record_out(messages.len());
     Ok(Json(MessagesReply::new(messages)))
 }
 
@@ -185,7 +183,6 @@ pub async fn lease(
         session: None,
     };
     let messages = app.broker.lease(&queue, opts).await?;
-    record_out(messages.len());
     Ok(Json(MessagesReply::new(messages)))
 }
 

@@ -16,7 +16,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, QueueName, RawBody};
-use crate::metrics::record_in;
 use crate::AppState;
 
 /// Request headers with this prefix become message headers (the rest of the name).
@@ -204,7 +203,6 @@ pub async fn push(
     let status = if outcome.duplicate {
         StatusCode::OK
     } else {
-        record_in(1);
         StatusCode::CREATED
     };
     let reply = PushReply {
@@ -253,7 +251,6 @@ pub async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     let outcomes = app.broker.push(&queue, messages).await?;
     let fresh = outcomes.iter().filter(|o| !o.duplicate).count();
-    record_in(fresh);
     let any_duplicate = fresh < outcomes.len();
     let status = if fresh == 0 {
         StatusCode::OK
