@@ -1,1 +1,158 @@
-//! Load generator (to be written).
+//! Godwit's whole-system load generator: drives a running server over real HTTP
+//! connections and prints a table of what it measured.
+//!
+//! Scenarios: acknowledged single pushes, batched pushes, batched takes, and a backlog fill
+//! that reports the server's resident memory before and after. `godwit bench` wires its
+//! command line to [`BenchArgs`] and calls [`run`]. Timing lives here, never in tests.
+
+mod load;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub use report::Row;
+
+/// Which scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Acknowledged single-message pushes, one request per message.
+    Push,
+    /// Batched pushes of `--batch` messages per request.
+    Batch,
+    /// Batched takes of `--batch` messages per request from a pre-filled queue.
+    Take,
+    /// Fill `--messages` × `--size` bytes and report the server's RSS before and after.
+    Backlog,
+    /// Push, batch and take, then backlog.
+    All,
+}
+
+/// Command-line options of `godwit bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8888")]
+    pub url: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Concurrent keep-alive HTTP connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Seconds each timed scenario runs.
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Messages to pre-fill for `take` and to fill for `backlog`.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: u64,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Messages per batch request (batched push, take and fills).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Process id of the server, to read its RSS from `/proc/PID/status` (backlog).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Prefix of the queue names the bench creates (a run id is appended).
+    #[arg(long, default_value = "bench")]
+    pub queue_prefix: String,
+    /// Keep the backlog queue after the run (so a restart can be timed with it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_backlog: bool,
+}
+
+/// Settings every scenario shares, checked once.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub url: String,
+    pub connections: usize,
+    pub duration: Duration,
+    pub messages: u64,
+    pub size: usize,
+    pub batch: usize,
+    pub run_id: String,
+    pub prefix: String,
+}
+
+impl Plan {
+    fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
+        if args.connections == 0 || args.batch == 0 || args.duration == 0 {
+            bail!("--connections, --batch and --duration must be at least 1");
+        }
+        let run_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() % 1_000_000_000)
+            .unwrap_or(0)
+            .to_string();
+        Ok(Plan {
+            url: args.url.trim_end_matches('/').to_string(),
+            connections: args.connections,
+            duration: Duration::from_secs(args.duration),
+            messages: args.messages,
+            size: args.size,
+            batch: args.batch,
+            run_id,
+            prefix: args.queue_prefix.clone(),
+        })
+    }
+
+    /// A queue name unique to this run and scenario.
+    pub fn queue(&self, scenario: &str) -> String {
+        format!("{}-{}-{}", self.prefix, scenario, self.run_id)
+    }
+}
+
+/// Runs the chosen scenarios against `args.url` and prints a table of results.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let plan = Plan::from_args(&args)?;
+    let probe = reqwest::Client::new();
+    let health = probe
+        .get(format!("{}/healthz", plan.url))
+        .send()
+        .await
+        .with_context(|| format!("reaching {}", plan.url))?;
+    if !health.status().is_success() {
+        bail!("{}/healthz answered {}", plan.url, health.status());
+    }
+    println!(
+        "godwit bench: {} · {} connections · {} B bodies · batch {} · {} s per timed scenario",
+        plan.url,
+        plan.connections,
+        plan.size,
+        plan.batch,
+        plan.duration.as_secs()
+    );
+
+    let mut rows = Vec::new();
+    let wants = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    if wants(Scenario::Push) {
+        rows.push(load::single_pushes(&plan).await?);
+        report::print_progress(rows.last());
+    }
+    if wants(Scenario::Batch) {
+        rows.push(load::batched_pushes(&plan).await?);
+        report::print_progress(rows.last());
+    }
+    if wants(Scenario::Take) {
+        let (fill, take) = load::batched_takes(&plan).await?;
+        rows.push(fill);
+        rows.push(take);
+        report::print_progress(rows.last());
+    }
+    let mut memory = None;
+    if wants(Scenario::Backlog) {
+        let (row, rss) = load::backlog(&plan, args.pid, args.keep_backlog).await?;
+        rows.push(row);
+        memory = Some(rss);
+        report::print_progress(rows.last());
+    }
+    println!();
+    report::print_table(&rows);
+    if let Some(rss) = memory {
+        report::print_memory(&rss);
+    }
+    Ok(())
+}

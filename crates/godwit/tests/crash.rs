@@ -1,0 +1,301 @@
+//! Durability under `kill -9`: acknowledged pushes and takes survive a crash at an
+//! arbitrary instant, nothing is delivered twice, and ids keep rising.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{bodies, ids, TestServer};
+use serde_json::{json, Value};
+
+const QUEUE: &str = "crash";
+const PUSHERS: usize = 8;
+const TAKERS: usize = 2;
+const CYCLES: usize = 3;
+/// How long takers run alongside the pushers in each cycle.
+const TAKE_PHASE: Duration = Duration::from_millis(1500);
+/// How long pushers keep going alone before the kill.
+const PUSH_ONLY_PHASE: Duration = Duration::from_millis(500);
+/// Hard bound on any worker loop, whatever happens to the server.
+const WORKER_LIMIT: Duration = Duration::from_secs(20);
+
+/// What one pusher saw: every body it tried, and the ids of those acknowledged.
+#[derive(Default)]
+struct PushLog {
+    attempted: Vec<String>,
+    acked: Vec<(u64, String)>,
+    unexpected: Vec<String>,
+}
+
+/// What one taker saw: every message in an acknowledged take reply.
+#[derive(Default)]
+struct TakeLog {
+    taken: Vec<(u64, String)>,
+    unexpected: Vec<String>,
+}
+
+async fn pusher(client: reqwest::Client, url: String, tag: String) -> PushLog {
+    let mut log = PushLog::default();
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while started.elapsed() < WORKER_LIMIT {
+        seq += 1;
+        let body = format!("{tag}-{seq}");
+        log.attempted.push(body.clone());
+        // A connection error means the server died: the push may or may not have landed.
+        let Ok(resp) = client.post(&url).body(body.clone()).send().await else {
+            break;
+        };
+        let status = resp.status().as_u16();
+        let Ok(reply) = resp.json::<Value>().await else {
+            break;
+        };
+        match (status, reply["id"].as_u64()) {
+            (201, Some(id)) => log.acked.push((id, body)),
+            _ => log
+                .unexpected
+                .push(format!("push {body}: {status} {reply}")),
+        }
+    }
+    log
+}
+
+async fn taker(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> TakeLog {
+    let mut log = TakeLog::default();
+    let started = Instant::now();
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < WORKER_LIMIT {
+        let Ok(resp) = client.post(&url).send().await else {
+            log.unexpected
+                .push("take failed while the server was up".into());
+            break;
+        };
+        let status = resp.status().as_u16();
+        let reply: Value = match resp.json().await {
+            Ok(v) => v,
+            Err(e) => {
+                log.unexpected.push(format!("take reply: {e}"));
+                break;
+            }
+        };
+        let Some(messages) = reply["messages"].as_array().filter(|_| status == 200) else {
+            log.unexpected.push(format!("take: {status} {reply}"));
+            continue;
+        };
+        for (id, body) in ids(messages).into_iter().zip(bodies(messages)) {
+            log.taken.push((id, body));
+        }
+    }
+    log
+}
+
+/// Everything acknowledged to clients over the whole test.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged pushes: id -> body.
+    pushed: BTreeMap<u64, String>,
+    /// Every body a pusher tried (acknowledged or not).
+    attempted: HashSet<String>,
+    /// Acknowledged deliveries, in order: (id, body).
+    delivered: Vec<(u64, String)>,
+    /// Largest id any client has seen.
+    max_seen: u64,
+}
+
+impl Ledger {
+    fn record_pushes(&mut self, cycle: usize, logs: Vec<PushLog>) {
+        let floor = self.max_seen;
+        for log in logs {
+            assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+            self.attempted.extend(log.attempted);
+            for (id, body) in log.acked {
+                assert!(
+                    id > floor,
+                    "cycle {cycle}: push got id {id}, not above {floor} seen before the crash"
+                );
+                if let Some(other) = self.pushed.insert(id, body.clone()) {
+                    panic!("id {id} acknowledged for both {other:?} and {body:?}");
+                }
+            }
+        }
+    }
+
+    fn record_deliveries(&mut self, taken: Vec<(u64, String)>) {
+        self.delivered.extend(taken);
+    }
+
+    fn update_max_seen(&mut self) {
+        let pushed = self.pushed.keys().next_back().copied().unwrap_or(0);
+        let delivered = self.delivered.iter().map(|(id, _)| *id).max().unwrap_or(0);
+        self.max_seen = self.max_seen.max(pushed).max(delivered);
+    }
+}
+
+/// One cycle: pushers and takers under load, takers stop (so no take reply is lost in
+/// flight), pushers go on, and the server is killed with SIGKILL mid-push.
+async fn load_then_kill(server: &mut TestServer, cycle: usize, ledger: &mut Ledger) {
+    let push_url = server.url(&format!("/v1/queues/{QUEUE}/messages"));
+    let take_url = server.url(&format!("/v1/queues/{QUEUE}/take?max=20&wait_ms=50"));
+    let stop_takers = Arc::new(AtomicBool::new(false));
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            // One client per worker: its own keep-alive connection.
+            let client = reqwest::Client::new();
+            tokio::spawn(pusher(client, push_url.clone(), format!("c{cycle}-p{p}")))
+        })
+        .collect();
+    let takers: Vec<_> = (0..TAKERS)
+        .map(|_| {
+            let client = reqwest::Client::new();
+            tokio::spawn(taker(client, take_url.clone(), stop_takers.clone()))
+        })
+        .collect();
+
+    tokio::time::sleep(TAKE_PHASE).await;
+    stop_takers.store(true, Ordering::SeqCst);
+    for t in takers {
+        let log = t.await.expect("taker task");
+        assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+        ledger.record_deliveries(log.taken);
+    }
+    tokio::time::sleep(PUSH_ONLY_PHASE).await;
+    server.kill9();
+
+    let mut logs = Vec::new();
+    for p in pushers {
+        logs.push(p.await.expect("pusher task"));
+    }
+    let acked: usize = logs.iter().map(|l| l.acked.len()).sum();
+    assert!(acked > 0, "cycle {cycle}: no push was acknowledged");
+    ledger.record_pushes(cycle, logs);
+    ledger.update_max_seen();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_and_duplicates_nothing() {
+    let mut server = TestServer::start(&["--fsync", "always"]).await;
+    let mut ledger = Ledger::default();
+    for cycle in 0..CYCLES {
+        load_then_kill(&mut server, cycle, &mut ledger).await;
+        server.restart().await;
+    }
+
+    // The ids of pushes after the last restart rise above everything seen.
+    let after = server.push(QUEUE, "after-last-restart").await;
+    assert!(
+        after > ledger.max_seen,
+        "push after restart got id {after}, not above {}",
+        ledger.max_seen
+    );
+    ledger.attempted.insert("after-last-restart".into());
+    ledger.pushed.insert(after, "after-last-restart".into());
+
+    let drained = server.drain(QUEUE, 10_000_000).await;
+    let drained: Vec<(u64, String)> = ids(&drained).into_iter().zip(bodies(&drained)).collect();
+
+    // Nothing duplicated: no id and no body is delivered twice, before or after crashes.
+    let mut seen_ids = HashMap::new();
+    let mut seen_bodies = HashSet::new();
+    for (phase, (id, body)) in ledger
+        .delivered
+        .iter()
+        .map(|d| ("before a crash", d))
+        .chain(drained.iter().map(|d| ("in the final drain", d)))
+    {
+        if let Some(first) = seen_ids.insert(*id, phase) {
+            panic!("id {id} ({body}) delivered {first} and again {phase}");
+        }
+        assert!(
+            seen_bodies.insert(body.clone()),
+            "body {body} delivered twice (second time {phase})"
+        );
+        assert!(
+            ledger.attempted.contains(body),
+            "delivered a body nobody pushed: {body}"
+        );
+        if let Some(pushed) = ledger.pushed.get(id) {
+            assert_eq!(pushed, body, "id {id} came back with another body");
+        }
+    }
+
+    // Nothing lost: every acknowledged push was delivered before a crash or is still there.
+    let lost: Vec<_> = ledger
+        .pushed
+        .iter()
+        .filter(|(id, _)| !seen_ids.contains_key(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged pushes lost, e.g. {:?} (of {} acknowledged, {} taken before, {} drained)",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>(),
+        ledger.pushed.len(),
+        ledger.delivered.len(),
+        drained.len()
+    );
+    // The drain comes out in id order within the single default priority.
+    let drained_ids: Vec<u64> = drained.iter().map(|(id, _)| *id).collect();
+    let mut sorted = drained_ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(drained_ids, sorted, "drain is FIFO by id");
+}
+
+#[tokio::test]
+async fn kill9_returns_unacked_leases_and_keeps_acked_ones_gone() {
+    let mut server = TestServer::start(&["--fsync", "always"]).await;
+    for i in 1..=10 {
+        server.push("leases", &format!("m{i}")).await;
+    }
+    let leased = server
+        .post("/v1/queues/leases/lease?max=6&visibility_ms=60000")
+        .await
+        .messages();
+    assert_eq!(ids(&leased), vec![1, 2, 3, 4, 5, 6]);
+    let receipts: Vec<Value> = leased[..3].iter().map(|m| m["receipt"].clone()).collect();
+    let ack = server
+        .post_json("/v1/queues/leases/ack", &json!({ "receipts": receipts }))
+        .await;
+    assert_eq!(ack.json, json!({"acked": 3}), "{ack:?}");
+
+    server.kill9();
+    server.restart().await;
+
+    let stats = server.stats("leases").await;
+    assert_eq!(
+        stats["in_flight"], 0,
+        "leases of a dead process are released: {stats}"
+    );
+    assert_eq!(stats["ready"], 7, "{stats}");
+    let again = server
+        .post("/v1/queues/leases/lease?max=10&visibility_ms=60000")
+        .await
+        .messages();
+    let mut got = ids(&again);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![4, 5, 6, 7, 8, 9, 10],
+        "acked stay gone, unacked return"
+    );
+    for m in &again {
+        let id = m["id"].as_u64().unwrap();
+        let expected = if id <= 6 { 2 } else { 1 };
+        assert_eq!(
+            m["deliveries"], expected,
+            "delivery count survives the crash: {m}"
+        );
+    }
+    // The old receipts are stale after the crash.
+    let old: Vec<Value> = leased[3..].iter().map(|m| m["receipt"].clone()).collect();
+    let ack = server
+        .post_json("/v1/queues/leases/ack", &json!({ "receipts": old }))
+        .await;
+    assert_eq!(
+        ack.json,
+        json!({"acked": 0}),
+        "receipts from before the crash: {ack:?}"
+    );
+    assert_eq!(server.push("leases", "m11").await, 11);
+}
