@@ -1,1 +1,28 @@
-fn main() {}
+//! The `godwit` binary: parse the command line, set up logging, run a subcommand.
+
+mod config;
+mod serve;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, ServeConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve(args) => serve::run(ServeConfig::resolve(args)?).await,
+        Command::Bench(args) => godwit_bench::run(args).await,
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

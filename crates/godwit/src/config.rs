@@ -1,0 +1,458 @@
+//! The command line and `godwit serve`'s configuration.
+//!
+//! Every serve setting comes from, in order of precedence: a command-line flag, a
+//! `GODWIT_<NAME>` environment variable (both handled by clap), the TOML file given by
+//! `--config` (keys in snake_case: `data_dir`, `http`, `fsync`, …), then the default.
+//! Flags are therefore `Option`s without clap defaults; [`ServeConfig::resolve`] fills
+//! the gaps from the file and the defaults.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use godwit_store::FsyncPolicy;
+use serde::Deserialize;
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./godwit-data";
+/// Default HTTP listen address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8888";
+/// Default Redis-protocol listen address.
+pub const DEFAULT_REDIS: &str = "127.0.0.1:6390";
+/// Default memcache-protocol listen address.
+pub const DEFAULT_MEMCACHE: &str = "127.0.0.1:22133";
+/// Default largest message body.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
+/// Default longest wait of a long-poll read, in milliseconds.
+pub const DEFAULT_MAX_WAIT_MS: u64 = 30_000;
+/// Default segment size.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default log growth between checkpoints.
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Godwit: a message broker in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "godwit", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the broker.
+    Serve(ServeArgs),
+    /// Runs a load benchmark against a running broker.
+    Bench(godwit_bench::BenchArgs),
+}
+
+/// Flags of `godwit serve`; unset ones come from the config file or the defaults.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML config file (keys as the flags, in snake_case: data_dir, http, fsync, …).
+    #[arg(long, env = "GODWIT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, created if missing [default: ./godwit-data].
+    #[arg(long, env = "GODWIT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address, or `off` [default: 127.0.0.1:8888].
+    #[arg(long, env = "GODWIT_HTTP", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub http: Option<Listen>,
+    /// Redis-protocol listen address, or `off` (not served yet) [default: 127.0.0.1:6390].
+    #[arg(long, env = "GODWIT_REDIS", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub redis: Option<Listen>,
+    /// Memcache-protocol listen address, or `off` (not served yet) [default: 127.0.0.1:22133].
+    #[arg(long, env = "GODWIT_MEMCACHE", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub memcache: Option<Listen>,
+    /// When to fsync: `always`, `interval:MS` or `never` [default: always].
+    #[arg(long, env = "GODWIT_FSYNC", value_name = "POLICY", value_parser = FsyncPolicy::from_str)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Largest message body, in bytes (suffixes KiB, MiB, GiB allowed) [default: 1MiB].
+    #[arg(long, env = "GODWIT_MAX_MESSAGE_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_message_bytes: Option<u64>,
+    /// Longest wait a long-poll read may ask for, in milliseconds [default: 30000].
+    #[arg(long, env = "GODWIT_MAX_WAIT_MS", value_name = "MS")]
+    pub max_wait_ms: Option<u64>,
+    /// Log segment size, in bytes (suffixes allowed) [default: 64MiB].
+    #[arg(long, env = "GODWIT_SEGMENT_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub segment_bytes: Option<u64>,
+    /// Log growth between checkpoints, in bytes (suffixes allowed) [default: 64MiB].
+    #[arg(long, env = "GODWIT_CHECKPOINT_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub checkpoint_bytes: Option<u64>,
+}
+
+/// A listener setting: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// The listener is disabled.
+    Off,
+    /// Listen on this address.
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    /// Parses `off` or an address such as `127.0.0.1:8888`, `[::1]:8888` or
+    /// `localhost:8888`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Listen::On(addr));
+        }
+        s.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(Listen::On)
+            .ok_or_else(|| format!("invalid address {s:?}: expected HOST:PORT or off"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// Parses a byte count: a plain integer, or one with a `K`/`KiB`, `M`/`MiB` or
+/// `G`/`GiB` suffix (all binary multiples).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number of bytes, e.g. 1048576 or 1MiB")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// A byte count in the config file: an integer or a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileBytes {
+    /// A plain number of bytes.
+    Number(u64),
+    /// A size such as `"64MiB"`.
+    Text(String),
+}
+
+impl FileBytes {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            FileBytes::Number(n) => Ok(*n),
+            FileBytes::Text(s) => parse_bytes(s),
+        }
+    }
+}
+
+/// The TOML config file: every key optional, names as the flags in snake_case.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// See `--http`.
+    pub http: Option<String>,
+    /// See `--redis`.
+    pub redis: Option<String>,
+    /// See `--memcache`.
+    pub memcache: Option<String>,
+    /// See `--fsync`.
+    pub fsync: Option<String>,
+    /// See `--max-message-bytes`.
+    pub max_message_bytes: Option<FileBytes>,
+    /// See `--max-wait-ms`.
+    pub max_wait_ms: Option<u64>,
+    /// See `--segment-bytes`.
+    pub segment_bytes: Option<FileBytes>,
+    /// See `--checkpoint-bytes`.
+    pub checkpoint_bytes: Option<FileBytes>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The resolved settings of `godwit serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// The HTTP listener.
+    pub http: Listen,
+    /// The Redis-protocol listener (not served yet).
+    pub redis: Listen,
+    /// The memcache-protocol listener (not served yet).
+    pub memcache: Listen,
+    /// When the store fsyncs.
+    pub fsync: FsyncPolicy,
+    /// Largest message body in bytes.
+    pub max_message_bytes: usize,
+    /// Longest wait of a long-poll read.
+    pub max_wait: Duration,
+    /// Log segment size.
+    pub segment_bytes: u64,
+    /// Log growth between checkpoints.
+    pub checkpoint_bytes: u64,
+}
+
+impl ServeConfig {
+    /// Resolves flags and env (already merged by clap) over the `--config` file (if any)
+    /// over the defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        match args.config.clone() {
+            Some(path) => {
+                let file = FileConfig::load(&path)?;
+                Self::merge(args, file)
+                    .with_context(|| format!("in config file {}", path.display()))
+            }
+            None => Self::merge(args, FileConfig::default()),
+        }
+    }
+
+    /// Merges `args` over `file` over the defaults.
+    pub fn merge(args: ServeArgs, file: FileConfig) -> anyhow::Result<Self> {
+        let listen = |flag: Option<Listen>, key: &str, value: Option<String>, default: &str| {
+            pick(flag, key, value.as_deref(), default, Listen::from_str)
+        };
+        let bytes = |flag: Option<u64>, key: &str, value: Option<FileBytes>, default: u64| match (
+            flag, value,
+        ) {
+            (Some(v), _) => Ok(v),
+            (None, Some(v)) => v.bytes().map_err(|e| anyhow::anyhow!("{key}: {e}")),
+            (None, None) => Ok(default),
+        };
+        let max_message_bytes = bytes(
+            args.max_message_bytes,
+            "max_message_bytes",
+            file.max_message_bytes,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        )?;
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            http: listen(args.http, "http", file.http, DEFAULT_HTTP)?,
+            redis: listen(args.redis, "redis", file.redis, DEFAULT_REDIS)?,
+            memcache: listen(args.memcache, "memcache", file.memcache, DEFAULT_MEMCACHE)?,
+            fsync: pick(
+                args.fsync,
+                "fsync",
+                file.fsync.as_deref(),
+                "always",
+                FsyncPolicy::from_str,
+            )?,
+            max_message_bytes: usize::try_from(max_message_bytes)
+                .context("max_message_bytes does not fit in memory")?,
+            max_wait: Duration::from_millis(
+                args.max_wait_ms
+                    .or(file.max_wait_ms)
+                    .unwrap_or(DEFAULT_MAX_WAIT_MS),
+            ),
+            segment_bytes: bytes(
+                args.segment_bytes,
+                "segment_bytes",
+                file.segment_bytes,
+                DEFAULT_SEGMENT_BYTES,
+            )?,
+            checkpoint_bytes: bytes(
+                args.checkpoint_bytes,
+                "checkpoint_bytes",
+                file.checkpoint_bytes,
+                DEFAULT_CHECKPOINT_BYTES,
+            )?,
+        })
+    }
+}
+
+/// The flag's value, else the file's (parsed), else the default (parsed).
+fn pick<T>(
+    flag: Option<T>,
+    key: &str,
+    file: Option<&str>,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    match (flag, file) {
+        (Some(v), _) => Ok(v),
+        (None, Some(text)) => parse(text).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+        (None, None) => parse(default).map_err(|e| anyhow::anyhow!("default {key}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Parsing reads `GODWIT_*` variables, so tests that parse or set them take turns.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    const VARS: &[&str] = &[
+        "GODWIT_CONFIG",
+        "GODWIT_DATA_DIR",
+        "GODWIT_HTTP",
+        "GODWIT_REDIS",
+        "GODWIT_MEMCACHE",
+        "GODWIT_FSYNC",
+        "GODWIT_MAX_MESSAGE_BYTES",
+        "GODWIT_MAX_WAIT_MS",
+        "GODWIT_SEGMENT_BYTES",
+        "GODWIT_CHECKPOINT_BYTES",
+    ];
+
+    fn serve_args(argv: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["godwit", "serve"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+        let _guard = ENV.lock().unwrap_or_else(|p| p.into_inner());
+        for v in VARS {
+            std::env::remove_var(v);
+        }
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let out = f();
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        out
+    }
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let cfg = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), FileConfig::default())
+        })
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("./godwit-data"));
+        assert_eq!(cfg.http, Listen::On("127.0.0.1:8888".parse().unwrap()));
+        assert_eq!(cfg.redis, Listen::On("127.0.0.1:6390".parse().unwrap()));
+        assert_eq!(cfg.memcache, Listen::On("127.0.0.1:22133".parse().unwrap()));
+        assert_eq!(cfg.fsync, FsyncPolicy::Always);
+        assert_eq!(cfg.max_message_bytes, 1024 * 1024);
+        assert_eq!(cfg.max_wait, Duration::from_secs(30));
+        assert_eq!(cfg.segment_bytes, 64 << 20);
+        assert_eq!(cfg.checkpoint_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let toml = file(
+            r#"
+            data_dir = "/from/file"
+            http = "127.0.0.1:1001"
+            redis = "off"
+            fsync = "never"
+            max_message_bytes = "2MiB"
+            max_wait_ms = 5
+            "#,
+        );
+        let cfg = with_env(
+            &[
+                ("GODWIT_HTTP", "127.0.0.1:2002"),
+                ("GODWIT_FSYNC", "interval:50"),
+            ],
+            || ServeConfig::merge(serve_args(&["--fsync", "always"]), toml),
+        )
+        .unwrap();
+        // Flag over env.
+        assert_eq!(cfg.fsync, FsyncPolicy::Always);
+        // Env over file.
+        assert_eq!(cfg.http, Listen::On("127.0.0.1:2002".parse().unwrap()));
+        // File over default.
+        assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(cfg.redis, Listen::Off);
+        assert_eq!(cfg.max_message_bytes, 2 << 20);
+        assert_eq!(cfg.max_wait, Duration::from_millis(5));
+        // Default where nothing is set.
+        assert_eq!(cfg.memcache, Listen::On("127.0.0.1:22133".parse().unwrap()));
+    }
+
+    #[test]
+    fn config_file_path_comes_from_flag_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("godwit.toml");
+        std::fs::write(&path, "data_dir = \"/from/file\"\nsegment_bytes = 4096\n").unwrap();
+        let path = path.to_str().unwrap();
+        let cfg = with_env(&[("GODWIT_CONFIG", path)], || {
+            ServeConfig::resolve(serve_args(&["--memcache", "off"]))
+        })
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(cfg.segment_bytes, 4096);
+        assert_eq!(cfg.memcache, Listen::Off);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        let err = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), file("fsync = \"sometimes\""))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("fsync"), "{err}");
+        assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
+        let _guard = ENV.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(Cli::try_parse_from(["godwit", "serve", "--http", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["godwit", "serve", "--max-message-bytes", "1XB"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn listen_parses_off_and_addresses() {
+        assert_eq!("off".parse::<Listen>(), Ok(Listen::Off));
+        assert_eq!("OFF".parse::<Listen>(), Ok(Listen::Off));
+        assert_eq!(
+            "[::1]:9".parse::<Listen>(),
+            Ok(Listen::On("[::1]:9".parse().unwrap()))
+        );
+        assert!("127.0.0.1".parse::<Listen>().is_err());
+    }
+}

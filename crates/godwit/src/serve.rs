@@ -1,0 +1,165 @@
+//! `godwit serve`: open the store and the broker, serve the faces, shut down cleanly.
+//!
+//! Shutdown on SIGTERM or SIGINT: stop accepting, let in-flight requests finish (a
+//! long-poll ends by its own wait, at most `--max-wait-ms`), then stop the broker, which
+//! writes a final checkpoint and syncs the store, and exit 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use godwit_core::{Broker, BrokerConfig, SystemClock};
+use godwit_http::HttpOptions;
+use godwit_store::{LogStore, StoreOptions};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+use tokio::net::TcpListener;
+
+use crate::config::{Listen, ServeConfig};
+
+/// How often histograms are folded and idle series dropped.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// A queue's depth gauges disappear this long after the queue is gone.
+const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Buckets of the fsync latency histogram, in seconds.
+const FSYNC_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Buckets of the HTTP request latency histogram, in seconds.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.fsync,
+        max_message_bytes = config.max_message_bytes,
+        "starting godwit {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let metrics = install_metrics()?;
+
+    let started = Instant::now();
+    let store = LogStore::open(StoreOptions {
+        dir: config.data_dir.clone(),
+        fsync: config.fsync,
+        segment_bytes: config.segment_bytes,
+    })
+    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let broker_config = BrokerConfig {
+        max_message_bytes: config.max_message_bytes,
+        max_wait: config.max_wait,
+        checkpoint_bytes: config.checkpoint_bytes,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        broker_config.clone(),
+    )
+    .context("recovering the broker from the store")?;
+    tracing::info!(
+        queues = broker.list().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store open"
+    );
+
+    for (face, listen) in [("redis", config.redis), ("memcache", config.memcache)] {
+        match listen {
+            Listen::On(addr) => {
+                tracing::info!(%addr, "{face} listener configured but not served yet")
+            }
+            Listen::Off => tracing::info!("{face} listener off"),
+        }
+    }
+
+    let served = match config.http {
+        Listen::On(addr) => {
+            let options = HttpOptions::new(&broker_config, metrics);
+            serve_http(addr, godwit_http::router(broker.clone(), options)).await
+        }
+        Listen::Off => {
+            tracing::info!("HTTP listener off; waiting for a signal");
+            shutdown_signal().await;
+            Ok(())
+        }
+    };
+
+    tracing::info!("flushing the store");
+    let closed = broker.shutdown().await.context("shutting down the broker");
+    served?;
+    closed?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_http(addr: std::net::SocketAddr, app: axum::Router) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("reading the HTTP listener's address")?;
+    tracing::info!("listening on http://{local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("HTTP listener closed; in-flight requests done");
+    Ok(())
+}
+
+/// Installs the global Prometheus recorder and starts its upkeep task.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("godwit_fsync_seconds".into()), FSYNC_BUCKETS)
+        .context("configuring fsync histogram buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full(godwit_http::metrics::HTTP_REQUEST_SECONDS.into()),
+            REQUEST_BUCKETS,
+        )
+        .context("configuring request histogram buckets")?
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
