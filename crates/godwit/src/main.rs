@@ -3,6 +3,8 @@
 mod config;
 mod serve;
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -24,5 +26,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
