@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -79,28 +80,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The raw request body, within the route's body limit (over it: 413 `too_large`).
+/// The body limit of a route, set as a request extension by the router (an inner
+/// layer overrides an outer one, so one route can allow more).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Limit used when no [`BodyLimit`] is set.
+const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How much of an over-limit body is read and thrown away so the client, still sending,
+/// gets the 413 reply instead of a reset connection. Past this the connection is closed.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The raw request body, within the route's [`BodyLimit`] (over it: 413 `too_large`).
 #[derive(Debug, Clone)]
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Self)
-            .map_err(body_rejection)
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        read_body(req.into_body(), limit).await.map(Self)
     }
 }
 
-fn body_rejection(rejection: BytesRejection) -> ApiError {
-    let status = rejection.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "too_large", "request body is over the size limit")
-    } else {
-        ApiError::from_status(status, rejection.body_text())
+/// Reads a body up to `limit` bytes. A longer one is drained (up to
+/// [`MAX_DRAIN_BYTES`]) and refused with 413.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the body: {err}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else {
+            buf = BytesMut::new();
+            if seen > limit.saturating_add(MAX_DRAIN_BYTES) {
+                break;
+            }
+        }
     }
+    if seen > limit {
+        return Err(ApiError::body_too_large(limit));
+    }
+    Ok(buf.freeze())
 }
 
 /// A JSON body deserialized into `T`, whatever the `Content-Type`; malformed JSON or a

@@ -6,12 +6,12 @@ pub mod messages;
 pub mod queues;
 pub mod subscriptions;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::extract::BodyLimit;
 use crate::{fallback, metrics, openapi, AppState};
 
 /// Builds the whole router over `state`.
@@ -33,7 +33,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/queues/{queue}/messages", post(messages::push))
         .route(
             "/v1/queues/{queue}/batch",
-            post(messages::batch).layer(DefaultBodyLimit::max(batch_limit)),
+            post(messages::batch).layer(Extension(BodyLimit(batch_limit))),
         )
         .route("/v1/queues/{queue}/take", post(consume::take))
         .route("/v1/queues/{queue}/lease", post(consume::lease))
@@ -52,7 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(BodyLimit(body_limit)))
         .layer(CatchPanicLayer::custom(fallback::panicked))
         .layer(axum::middleware::from_fn(metrics::track_requests))
         .layer(axum::middleware::from_fn(fallback::json_errors))
