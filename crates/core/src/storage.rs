@@ -311,4 +311,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Bytes appended since the latest checkpoint began: drives when to take the next.
     fn bytes_since_checkpoint(&self) -> u64;
+
+    /// Sealed segments (no longer appended to) as `(number, bytes)`: the core compares
+    /// them with the live bytes it knows of to decide what to compact. A store without
+    /// segments returns none.
+    fn sealed_segments(&self) -> Vec<(u32, u64)>;
 }

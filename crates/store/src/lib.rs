@@ -435,6 +435,16 @@ impl Storage for LogStore {
         let a = self.appender.lock();
         a.total - a.at_checkpoint
     }
+
+    fn sealed_segments(&self) -> Vec<(u32, u64)> {
+        let current = self.appender.lock().segment;
+        self.segments
+            .numbers()
+            .into_iter()
+            .filter(|n| *n < current)
+            .filter_map(|n| Some((n, self.segments.get(n)?.metadata().ok()?.len())))
+            .collect()
+    }
 }
 
 /// A checkpoint being streamed to disk.

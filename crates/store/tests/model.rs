@@ -1,6 +1,6 @@
 //! Property test: the broker over the real log store against a deliberately naive model
 //! (a `Vec` and a few maps), over random sequences of push, take, lease, ack, nack,
-//! time passing (delays, TTLs, lease expiry), checkpoints and restarts. Every reply is
+//! time passing (delays, TTLs, lease expiry), checkpoints, compaction and restarts. Every reply is
 //! compared.
 
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ enum Step {
     Nack(Vec<usize>),
     Advance(u64),
     Checkpoint,
+    Compact,
     Restart,
 }
 
@@ -40,6 +41,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(0usize..40, 1..3).prop_map(Step::Nack),
         2 => (1u64..250).prop_map(Step::Advance),
         1 => Just(Step::Checkpoint),
+        1 => Just(Step::Compact),
         1 => Just(Step::Restart),
     ]
 }
@@ -296,6 +298,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 Step::Advance(ms) => clock.advance(ms),
                 Step::Checkpoint => broker.checkpoint().await.unwrap(),
+                Step::Compact => {
+                    broker.compact().await.unwrap();
+                }
                 Step::Restart => {
                     drop(broker);
                     broker = open(dir.path(), clock.clone());
