@@ -76,13 +76,13 @@ impl Model {
         }
     }
 
-    fn to_tail(&mut self, mut m: M) {
+    fn push_tail(&mut self, mut m: M) {
         self.tail += 1;
         m.key = self.tail;
         self.ready.push(m);
     }
 
-    fn to_head(&mut self, mut m: M) {
+    fn push_head(&mut self, mut m: M) {
         self.head -= 1;
         m.key = self.head;
         self.ready.push(m);
@@ -100,7 +100,7 @@ impl Model {
         let (due, later): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(d, _)| *d <= now);
         self.delayed = later;
         for (_, m) in due {
-            self.to_tail(m);
+            self.push_tail(m);
         }
         let mut expired: Vec<(u64, M)> = self
             .leased
@@ -114,7 +114,7 @@ impl Model {
             if m.deliveries >= max_deliveries {
                 self.dead += 1;
             } else {
-                self.to_head(*m);
+                self.push_head(*m);
             }
         }
     }
@@ -195,8 +195,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     model.next_id += 1;
                     match delay {
                         Some(d) => model.delayed.push((now + d, m)),
-                        None if head => model.to_head(m),
-                        None => model.to_tail(m),
+                        None if head => model.push_head(m),
+                        None => model.push_tail(m),
                     }
                 }
                 Step::Take(max) => {
@@ -292,7 +292,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         if m.deliveries >= MAX_DELIVERIES {
                             model.dead += 1;
                         } else {
-                            model.to_head(*m);
+                            model.push_head(*m);
                         }
                     }
                 }
@@ -311,7 +311,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .collect();
                     back.sort_by_key(|(until, m)| (*until, m.id));
                     for (_, m) in back.into_iter().rev() {
-                        model.to_head(m);
+                        model.push_head(m);
                     }
                     // Old receipts stay in the list: they must now ack nothing.
                     for r in &mut receipts {
