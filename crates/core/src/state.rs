@@ -670,7 +670,10 @@ impl State {
                         let mut need_bytes = settings
                             .max_bytes
                             .map_or(0, |max| bytes.saturating_sub(max));
-                        let mut oldest: Vec<&Meta> = sub.ready_in_order().collect();
+                        // The oldest ready messages sit near the front of their lanes.
+                        let window = over_len as usize + 64;
+                        let mut oldest: Vec<&Meta> =
+                            sub.lanes.iter().flat_map(|l| l.iter().take(window)).collect();
                         oldest.sort_by_key(|m| m.id);
                         let mut ids = Vec::new();
                         for m in oldest {
