@@ -672,8 +672,11 @@ impl State {
                             .map_or(0, |max| bytes.saturating_sub(max));
                         // The oldest ready messages sit near the front of their lanes.
                         let window = over_len as usize + 64;
-                        let mut oldest: Vec<&Meta> =
-                            sub.lanes.iter().flat_map(|l| l.iter().take(window)).collect();
+                        let mut oldest: Vec<&Meta> = sub
+                            .lanes
+                            .iter()
+                            .flat_map(|l| l.iter().take(window))
+                            .collect();
                         oldest.sort_by_key(|m| m.id);
                         let mut ids = Vec::new();
                         for m in oldest {

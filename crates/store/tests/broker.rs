@@ -188,3 +188,93 @@ async fn fan_out_subscriptions_and_log_retention() {
         ["e3", "e4", "e5"]
     );
 }
+
+#[tokio::test]
+async fn dedup_window_overflow_pause_sessions_and_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = open(dir.path(), clock.clone());
+
+    // Dedup: same id within the window is the original; after the window it is new.
+    let with_key = |body: &str| {
+        let mut m = NewMessage::new(body.to_string());
+        m.dedup_id = Some("k".into());
+        m
+    };
+    let first = b.push("d", vec![with_key("a")]).await.unwrap()[0];
+    let again = b.push("d", vec![with_key("b")]).await.unwrap()[0];
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    clock.advance(5 * 60 * 1000);
+    let later = b.push("d", vec![with_key("c")]).await.unwrap()[0];
+    assert_eq!((later.id, later.duplicate), (2, false));
+
+    // Max length: reject, then drop-oldest.
+    let cap = |overflow| SettingsPatch {
+        max_length: Some(Some(2)),
+        overflow: Some(overflow),
+        ..SettingsPatch::default()
+    };
+    b.configure("cap", cap(Overflow::Reject)).await.unwrap();
+    b.push("cap", vec![NewMessage::new("1"), NewMessage::new("2")])
+        .await
+        .unwrap();
+    let full = b.push("cap", vec![NewMessage::new("3")]).await;
+    assert!(matches!(full, Err(Error::QueueFull(_))), "{full:?}");
+    b.configure("cap", cap(Overflow::DropOldest)).await.unwrap();
+    b.push("cap", vec![NewMessage::new("3")]).await.unwrap();
+    assert_eq!(bodies(&b.take("cap", read(10)).await.unwrap()), ["2", "3"]);
+
+    // Paused queues accept but deliver nothing until resumed.
+    let pause = |paused| SettingsPatch {
+        paused: Some(paused),
+        ..SettingsPatch::default()
+    };
+    b.configure("p", pause(true)).await.unwrap();
+    b.push("p", vec![NewMessage::new("x")]).await.unwrap();
+    assert!(b.take("p", read(1)).await.unwrap().is_empty());
+    b.configure("p", pause(false)).await.unwrap();
+    assert_eq!(b.take("p", read(1)).await.unwrap().len(), 1);
+
+    // A session's leases come back as soon as it ends.
+    b.push("s", vec![NewMessage::new("job")]).await.unwrap();
+    let leased = b
+        .lease(
+            "s",
+            LeaseOptions {
+                read: read(1),
+                visibility: Duration::from_secs(600),
+                session: Some(7),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert!(b.take("s", read(1)).await.unwrap().is_empty());
+    assert_eq!(b.end_session(7).await.unwrap(), 1);
+    let back = b.take("s", read(1)).await.unwrap();
+    assert_eq!((back[0].id, back[0].deliveries), (1, 2));
+
+    // A long-poll is woken by a push from another task.
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.take(
+                "lp",
+                ReadOptions {
+                    max: 1,
+                    wait: Duration::from_secs(20),
+                    subscription: None,
+                },
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.push("lp", vec![NewMessage::new("wake")]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter returns well before its 20 s wait")
+        .unwrap()
+        .unwrap();
+    assert_eq!(bodies(&got), ["wake"]);
+}
