@@ -281,9 +281,14 @@ impl Broker {
                 let ms = at.saturating_sub(self.inner.clock.now_ms()).max(1);
                 until = until.min(now + Duration::from_millis(ms));
             }
+            let mut stopping = self.inner.stop.subscribe();
+            if *stopping.borrow_and_update() {
+                return Ok(Vec::new());
+            }
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(until) => {}
+                _ = stopping.changed() => return Ok(Vec::new()),
             }
         }
     }
@@ -627,6 +632,13 @@ impl Broker {
         let copied = self.inner.compact()?;
         self.inner.checkpoint().await?;
         Ok(copied)
+    }
+
+    /// Begins a shutdown: waiting reads return what they have (nothing) at once and new
+    /// reads do not wait, so a server can drain its connections quickly. Writes still
+    /// work until [`Broker::shutdown`].
+    pub fn stop_waiting(&self) {
+        let _ = self.inner.stop.send(true);
     }
 
     /// Stops the sweeper, writes a final checkpoint and syncs the store; later calls
