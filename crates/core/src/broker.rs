@@ -400,8 +400,6 @@ impl Broker {
             }
             st.peek(queue, sub, max, now)
         };
-        // A record may still sit in the writer's queue; wait until it is in the file.
-        self.inner.wait(self.inner.storage.sync()).await?;
         let picked = metas
             .into_iter()
             .map(|meta| Picked { meta, token: None })
