@@ -35,6 +35,13 @@ pub struct BrokerConfig {
     pub checkpoint_bytes: u64,
     /// How often leases, delays and retention are swept.
     pub tick: Duration,
+    /// How often the log is checked for segments to reclaim or compact.
+    pub maintenance: Duration,
+    /// A sealed segment whose live bytes are below this fraction of its size has its
+    /// live records copied forward so the segment can be deleted.
+    pub compact_below: f64,
+    /// Most live bytes copied forward per maintenance round.
+    pub compact_budget: u64,
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +52,9 @@ impl Default for BrokerConfig {
             max_batch: 1000,
             checkpoint_bytes: 64 * 1024 * 1024,
             tick: Duration::from_millis(100),
+            maintenance: Duration::from_secs(5),
+            compact_below: 0.5,
+            compact_budget: 8 * 1024 * 1024,
         }
     }
 }
@@ -271,9 +281,14 @@ impl Broker {
                 let ms = at.saturating_sub(self.inner.clock.now_ms()).max(1);
                 until = until.min(now + Duration::from_millis(ms));
             }
+            let mut stopping = self.inner.stop.subscribe();
+            if *stopping.borrow_and_update() {
+                return Ok(Vec::new());
+            }
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(until) => {}
+                _ = stopping.changed() => return Ok(Vec::new()),
             }
         }
     }
@@ -385,8 +400,6 @@ impl Broker {
             }
             st.peek(queue, sub, max, now)
         };
-        // A record may still sit in the writer's queue; wait until it is in the file.
-        self.inner.wait(self.inner.storage.sync()).await?;
         let picked = metas
             .into_iter()
             .map(|meta| Picked { meta, token: None })
@@ -610,6 +623,22 @@ impl Broker {
         self.inner.checkpoint().await
     }
 
+    /// Reclaims log space now: copies the live records of sparse sealed segments
+    /// forward, then checkpoints so those and fully consumed segments are deleted.
+    /// Returns how many records were copied.
+    pub async fn compact(&self) -> Result<usize> {
+        let copied = self.inner.compact()?;
+        self.inner.checkpoint().await?;
+        Ok(copied)
+    }
+
+    /// Begins a shutdown: waiting reads return what they have (nothing) at once and new
+    /// reads do not wait, so a server can drain its connections quickly. Writes still
+    /// work until [`Broker::shutdown`].
+    pub fn stop_waiting(&self) {
+        let _ = self.inner.stop.send(true);
+    }
+
     /// Stops the sweeper, writes a final checkpoint and syncs the store; later calls
     /// fail with `Unavailable`.
     pub async fn shutdown(&self) -> Result<()> {
@@ -776,6 +805,50 @@ impl Inner {
         }
     }
 
+    /// Whether some sealed segment is dead or sparse enough to be worth a round of
+    /// compaction and a checkpoint.
+    fn reclaimable(&self) -> bool {
+        let sealed = self.storage.sealed_segments();
+        if sealed.is_empty() {
+            return false;
+        }
+        let live = self.state.lock().live_segments();
+        sealed.iter().any(|(n, size)| {
+            let l = live.get(n).copied().unwrap_or(0);
+            (l as f64) < (*size as f64) * self.config.compact_below
+        })
+    }
+
+    /// Copies the live records of sparse sealed segments to the log's tail (within the
+    /// budget) and points the state at the copies.
+    fn compact(&self) -> Result<usize> {
+        let mut st = self.state.lock();
+        let live = st.live_segments();
+        let mut budget = self.config.compact_budget;
+        let mut ops = Vec::new();
+        let mut from = Vec::new();
+        for (n, size) in self.storage.sealed_segments() {
+            let l = live.get(&n).copied().unwrap_or(0);
+            if l == 0 || (l as f64) >= (size as f64) * self.config.compact_below || l > budget {
+                continue;
+            }
+            budget -= l;
+            for loc in st.locations_in(n) {
+                let push = self.storage.read(loc)?;
+                from.push(loc);
+                ops.push(Op::Relocate { from: loc, push });
+            }
+        }
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let appended = self.storage.append(&ops).map_err(|e| self.fail(e))?;
+        let moved: HashMap<Location, Location> = from.into_iter().zip(appended.locations).collect();
+        st.relocate(&moved);
+        tracing::info!(records = moved.len(), "compacted sparse log segments");
+        Ok(moved.len())
+    }
+
     async fn checkpoint(&self) -> Result<()> {
         let _one_at_a_time = self.checkpoint_lock.lock().await;
         let (writer, live) = {
@@ -802,6 +875,7 @@ impl Inner {
 async fn sweeper(inner: Weak<Inner>, mut stop: watch::Receiver<bool>, tick: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_maintenance = Instant::now();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -820,7 +894,17 @@ async fn sweeper(inner: Weak<Inner>, mut stop: watch::Receiver<bool>, tick: Dura
                 }
             }
         }
-        if inner.storage.bytes_since_checkpoint() >= inner.config.checkpoint_bytes {
+        let mut due = inner.storage.bytes_since_checkpoint() >= inner.config.checkpoint_bytes;
+        if last_maintenance.elapsed() >= inner.config.maintenance {
+            last_maintenance = Instant::now();
+            if inner.reclaimable() {
+                if let Err(e) = inner.compact() {
+                    tracing::error!(error = %e, "compaction failed");
+                }
+                due = true;
+            }
+        }
+        if due {
             if let Err(e) = inner.checkpoint().await {
                 tracing::error!(error = %e, "checkpoint failed");
             }

@@ -527,22 +527,41 @@ impl State {
     }
 
     /// Points every message stored at a key of `moved` to its new location (after
-    /// compaction copied records forward).
+    /// compaction copied records forward), keeping byte counts in step.
     pub fn relocate(&mut self, moved: &HashMap<Location, Location>) {
         if moved.is_empty() {
             return;
         }
-        let fix = |m: &mut Meta| {
-            if let Some(to) = moved.get(&m.loc) {
-                m.loc = *to;
+        // A record may move more than once before a checkpoint: follow the chain.
+        let target = |mut loc: Location| {
+            for _ in 0..moved.len() {
+                match moved.get(&loc) {
+                    Some(next) => loc = *next,
+                    None => break,
+                }
             }
+            loc
+        };
+        let fix = |m: &mut Meta, bytes: &mut u64| {
+            let to = target(m.loc);
+            *bytes = *bytes - m.loc.len as u64 + to.len as u64;
+            m.loc = to;
         };
         for q in self.queues.values_mut() {
-            q.log.iter_mut().for_each(fix);
+            for m in q.log.iter_mut() {
+                fix(m, &mut q.log_bytes);
+            }
             for s in q.subs.values_mut() {
-                s.lanes.iter_mut().flat_map(|l| l.iter_mut()).for_each(fix);
-                s.delayed.values_mut().for_each(fix);
-                s.inflight.values_mut().for_each(|l| fix(&mut l.meta));
+                let mut bytes = s.bytes;
+                s.lanes
+                    .iter_mut()
+                    .flat_map(|l| l.iter_mut())
+                    .for_each(|m| fix(m, &mut bytes));
+                s.delayed.values_mut().for_each(|m| fix(m, &mut bytes));
+                s.inflight
+                    .values_mut()
+                    .for_each(|l| fix(&mut l.meta, &mut bytes));
+                s.bytes = bytes;
             }
         }
     }
@@ -651,7 +670,13 @@ impl State {
                         let mut need_bytes = settings
                             .max_bytes
                             .map_or(0, |max| bytes.saturating_sub(max));
-                        let mut oldest: Vec<&Meta> = sub.ready_in_order().collect();
+                        // The oldest ready messages sit near the front of their lanes.
+                        let window = over_len as usize + 64;
+                        let mut oldest: Vec<&Meta> = sub
+                            .lanes
+                            .iter()
+                            .flat_map(|l| l.iter().take(window))
+                            .collect();
                         oldest.sort_by_key(|m| m.id);
                         let mut ids = Vec::new();
                         for m in oldest {

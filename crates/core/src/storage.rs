@@ -295,8 +295,9 @@ pub trait Storage: Send + Sync + 'static {
         visit: &mut dyn FnMut(ReplayGroup) -> Result<(), StorageError>,
     ) -> Result<(), StorageError>;
 
-    /// Orders `ops` after every earlier append and starts making them durable. Never
-    /// blocks on I/O: the returned ticket resolves when they are durable.
+    /// Orders `ops` after every earlier append and starts making them durable. Once it
+    /// returns, [`Storage::read`] finds the records; it does not wait for a sync: the
+    /// returned ticket resolves when they are durable.
     fn append(&self, ops: &[Op]) -> Result<Appended, StorageError>;
 
     /// Reads a message record back by location.
@@ -311,4 +312,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Bytes appended since the latest checkpoint began: drives when to take the next.
     fn bytes_since_checkpoint(&self) -> u64;
+
+    /// Sealed segments (no longer appended to) as `(number, bytes)`: the core compares
+    /// them with the live bytes it knows of to decide what to compact. A store without
+    /// segments returns none.
+    fn sealed_segments(&self) -> Vec<(u32, u64)>;
 }

@@ -1,13 +1,13 @@
 //! The embedded log store: Godwit's default [`godwit_core::Storage`].
 //!
-//! Segmented append-only files with a CRC32C per record, one group-commit writer thread,
+//! Segmented append-only files with a CRC32C per record, group commit (one sync thread),
 //! checkpoints so recovery replays only the tail, and reclamation of segments that hold
 //! nothing live. See `docs/architecture.md` for the format and its invariants.
 
 pub mod checkpoint;
 pub mod record;
 pub mod segment;
-pub mod writer;
+mod syncer;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -29,7 +29,6 @@ use tokio::sync::watch;
 use checkpoint::{Draft, Position};
 use record::Parsed;
 use segment::Segments;
-use writer::Job;
 
 /// When the writer calls `fdatasync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,19 +89,22 @@ impl StoreOptions {
 pub struct LogStore {
     options: StoreOptions,
     segments: Arc<Segments>,
-    appender: Mutex<Appender>,
+    appender: Arc<Mutex<Appender>>,
+    syncer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     progress: watch::Receiver<Progress>,
+    failed: Mutex<Option<String>>,
     checkpoint: Mutex<Option<(Position, Vec<u8>)>>,
     start: Position,
-    writer: Mutex<Option<JoinHandle<()>>>,
     _lock: File,
 }
 
-/// Where the next append goes; guarded so that sequence numbers, offsets and the order
-/// of jobs on the writer's channel always agree.
-struct Appender {
-    tx: Option<mpsc::Sender<Job>>,
-    seq: u64,
+/// Where the next append goes. Guarded by one mutex so that sequence numbers, offsets
+/// and the bytes in the file always agree; the syncer reads `seq` and `file` together.
+pub(crate) struct Appender {
+    /// Appends written so far.
+    pub(crate) seq: u64,
+    /// The segment being appended to, once created.
+    pub(crate) file: Option<Arc<File>>,
     segment: u32,
     offset: u64,
     total: u64,
@@ -124,33 +126,59 @@ impl LogStore {
             Segments::open(&log_dir)
                 .map_err(|e| StorageError::io(format!("opening {}", log_dir.display()), e))?,
         );
+        let appender = Arc::new(Mutex::new(Appender {
+            seq: 0,
+            file: None,
+            segment: start.segment.max(1),
+            offset: start.offset,
+            total: 0,
+            at_checkpoint: 0,
+        }));
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
-        let writer = {
-            let segments = segments.clone();
+        let handle = {
+            let appender = appender.clone();
             let policy = options.fsync;
             std::thread::Builder::new()
-                .name("godwit-log-writer".into())
-                .spawn(move || writer::run(rx, segments, policy, progress_tx))
-                .map_err(|e| StorageError::io("starting the log writer", e))?
+                .name("godwit-log-sync".into())
+                .spawn(move || syncer::run(rx, appender, policy, progress_tx))
+                .map_err(|e| StorageError::io("starting the log syncer", e))?
         };
         Ok(LogStore {
-            appender: Mutex::new(Appender {
-                tx: Some(tx),
-                seq: 0,
-                segment: start.segment.max(1),
-                offset: start.offset,
-                total: 0,
-                at_checkpoint: 0,
-            }),
+            appender,
+            syncer: Mutex::new(Some((tx, handle))),
             options,
             segments,
             progress,
+            failed: Mutex::new(None),
             checkpoint: Mutex::new(checkpoint),
             start,
-            writer: Mutex::new(Some(writer)),
             _lock: lock,
         })
+    }
+
+    /// Asks the syncer for a sync and returns a ticket for append `seq`.
+    fn sync_ticket(&self, seq: u64) -> Ticket {
+        let sent = self
+            .syncer
+            .lock()
+            .as_ref()
+            .is_some_and(|(tx, _)| tx.send(()).is_ok());
+        if sent {
+            Ticket::new(seq, self.progress.clone())
+        } else {
+            let (_, rx) = watch::channel(Progress {
+                durable: 0,
+                failed: Some("the log syncer has stopped".into()),
+            });
+            Ticket::new(seq, rx)
+        }
+    }
+
+    fn write_failed(&self, e: io::Error, what: String) -> StorageError {
+        let err = StorageError::io(what, e);
+        *self.failed.lock() = Some(err.to_string());
+        err
     }
 
     /// The options the store was opened with.
@@ -194,8 +222,8 @@ impl LogStore {
 
 impl Drop for LogStore {
     fn drop(&mut self) {
-        self.appender.lock().tx.take();
-        if let Some(handle) = self.writer.lock().take() {
+        if let Some((tx, handle)) = self.syncer.lock().take() {
+            drop(tx);
             let _ = handle.join();
         }
     }
@@ -305,6 +333,7 @@ impl Storage for LogStore {
         let mut a = self.appender.lock();
         a.segment = end.segment;
         a.offset = end.offset;
+        a.file = self.segments.get(end.segment);
         Ok(())
     }
 
@@ -324,15 +353,38 @@ impl Storage for LogStore {
                 "{len}-byte append is too large"
             )));
         }
+        if let Some(why) = self.failed.lock().clone() {
+            return Err(StorageError::Failed(why));
+        }
+        let policy = self.options.fsync;
         let mut a = self.appender.lock();
-        if a.offset > 0 && a.offset + len > self.options.segment_bytes {
+        let roll = a.offset > 0
+            && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
+        if roll {
+            // Seal the old segment before anything in the new one can be acknowledged.
+            if let (Some(file), false) = (&a.file, policy == FsyncPolicy::Never) {
+                file.sync_data()
+                    .map_err(|e| self.write_failed(e, format!("syncing segment {}", a.segment)))?;
+            }
             a.segment += 1;
             a.offset = 0;
+            a.file = None;
         }
-        if a.offset + len > u32::MAX as u64 {
-            a.segment += 1;
-            a.offset = 0;
-        }
+        let file = match &a.file {
+            Some(file) => file.clone(),
+            None => {
+                let n = a.segment;
+                let file = self
+                    .segments
+                    .create(n)
+                    .map_err(|e| self.write_failed(e, format!("creating segment {n}")))?;
+                a.file = Some(file.clone());
+                file
+            }
+        };
+        file.write_all_at(&bytes, a.offset).map_err(|e| {
+            self.write_failed(e, format!("writing segment {} at {}", a.segment, a.offset))
+        })?;
         let locations = records
             .into_iter()
             .map(|(at, len)| Location {
@@ -342,25 +394,15 @@ impl Storage for LogStore {
             })
             .collect();
         a.seq += 1;
-        let job = Job::Write {
-            seq: a.seq,
-            segment: a.segment,
-            offset: a.offset,
-            bytes,
-        };
-        let sent =
-            a.tx.as_ref()
-                .map(|tx| tx.send(job).is_ok())
-                .unwrap_or(false);
-        if !sent {
-            return Err(StorageError::Failed("the log writer has stopped".into()));
-        }
         a.offset += len;
         a.total += len;
-        Ok(Appended {
-            locations,
-            ticket: Ticket::new(a.seq, self.progress.clone()),
-        })
+        let seq = a.seq;
+        drop(a);
+        let ticket = match policy {
+            FsyncPolicy::Always => self.sync_ticket(seq),
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ticket::done(),
+        };
+        Ok(Appended { locations, ticket })
     }
 
     fn read(&self, at: Location) -> Result<PushRecord, StorageError> {
@@ -397,21 +439,8 @@ impl Storage for LogStore {
     }
 
     fn sync(&self) -> Ticket {
-        let mut a = self.appender.lock();
-        a.seq += 1;
-        let seq = a.seq;
-        match &a.tx {
-            Some(tx) if tx.send(Job::Sync { seq }).is_ok() => {}
-            _ => {
-                let (tx, rx) = watch::channel(Progress {
-                    durable: 0,
-                    failed: Some("the log writer has stopped".into()),
-                });
-                drop(tx);
-                return Ticket::new(seq, rx);
-            }
-        }
-        Ticket::new(seq, self.progress.clone())
+        let seq = self.appender.lock().seq;
+        self.sync_ticket(seq)
     }
 
     fn begin_checkpoint(&self) -> Result<Box<dyn CheckpointWriter>, StorageError> {
@@ -434,6 +463,16 @@ impl Storage for LogStore {
     fn bytes_since_checkpoint(&self) -> u64 {
         let a = self.appender.lock();
         a.total - a.at_checkpoint
+    }
+
+    fn sealed_segments(&self) -> Vec<(u32, u64)> {
+        let current = self.appender.lock().segment;
+        self.segments
+            .numbers()
+            .into_iter()
+            .filter(|n| *n < current)
+            .filter_map(|n| Some((n, self.segments.get(n)?.metadata().ok()?.len())))
+            .collect()
     }
 }
 

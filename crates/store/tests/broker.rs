@@ -81,3 +81,200 @@ async fn push_take_lease_ack_survive_restart() {
     let out = b.push("jobs", vec![NewMessage::new("x")]).await.unwrap();
     assert_eq!(out[0].id, 52);
 }
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn consumed_segments_are_reclaimed_and_a_pinning_message_is_moved_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = open(dir.path(), clock.clone());
+    // One long-delayed message at the very start pins the first segment.
+    let mut pin = NewMessage::new("pinned");
+    pin.delay = Some(Duration::from_secs(3600));
+    b.push("jobs", vec![pin]).await.unwrap();
+    for i in 0..200 {
+        b.push("jobs", vec![NewMessage::new(format!("{i:0>100}"))])
+            .await
+            .unwrap();
+    }
+    let before = segment_files(dir.path());
+    assert!(before > 5, "expected many 4 KiB segments, got {before}");
+    let taken = b.take("jobs", read(1000)).await.unwrap();
+    assert_eq!(taken.len(), 200);
+    let copied = b.compact().await.unwrap();
+    assert_eq!(copied, 1, "only the pinning message is copied forward");
+    let after = segment_files(dir.path());
+    assert!(
+        after <= 2,
+        "segments left after compaction: {after} (was {before})"
+    );
+    drop(b);
+
+    let b = open(dir.path(), clock.clone());
+    assert_eq!(b.stats("jobs").unwrap().delayed, 1);
+    clock.advance(3_600_000);
+    let got = b.take("jobs", read(10)).await.unwrap();
+    assert_eq!(bodies(&got), vec!["pinned"]);
+    assert_eq!(got[0].id, 1);
+}
+
+#[tokio::test]
+async fn fan_out_subscriptions_and_log_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = open(dir.path(), clock.clone());
+    b.push("t", vec![NewMessage::new("before")]).await.unwrap();
+    assert!(b.subscribe("t", "a", StartAt::Latest).await.unwrap());
+    assert!(b.subscribe("t", "b", StartAt::Earliest).await.unwrap());
+    assert!(!b.subscribe("t", "b", StartAt::Latest).await.unwrap());
+    b.push("t", vec![NewMessage::new("m1"), NewMessage::new("m2")])
+        .await
+        .unwrap();
+    let sub = |name: &str| ReadOptions {
+        max: 10,
+        subscription: Some(name.to_string()),
+        ..ReadOptions::default()
+    };
+    assert_eq!(bodies(&b.take("t", sub("a")).await.unwrap()), ["m1", "m2"]);
+    assert_eq!(
+        bodies(&b.take("t", sub("b")).await.unwrap()),
+        ["before", "m1", "m2"]
+    );
+    // The default subscription still has all three; seeking "a" back replays them.
+    b.seek("t", "a", 2).await.unwrap();
+    drop(b);
+    let b = open(dir.path(), clock.clone());
+    assert_eq!(bodies(&b.take("t", sub("a")).await.unwrap()), ["m1", "m2"]);
+    assert_eq!(b.take("t", read(10)).await.unwrap().len(), 3);
+    assert!(b.take("t", sub("missing")).await.is_err());
+
+    // Log retention keeps the last 3 whatever was consumed.
+    let patch = SettingsPatch {
+        retention: Some(Retention {
+            mode: RetentionMode::Log,
+            max_age_ms: None,
+            max_bytes: None,
+            max_count: Some(3),
+        }),
+        ..SettingsPatch::default()
+    };
+    b.configure("log", patch).await.unwrap();
+    for i in 1..=5 {
+        b.push("log", vec![NewMessage::new(format!("e{i}"))])
+            .await
+            .unwrap();
+    }
+    assert_eq!(b.stats("log").unwrap().log_messages, 3);
+    assert_eq!(
+        bodies(&b.take("log", read(10)).await.unwrap()),
+        ["e3", "e4", "e5"]
+    );
+    b.subscribe("log", "replay", StartAt::Earliest)
+        .await
+        .unwrap();
+    drop(b);
+    let b = open(dir.path(), clock);
+    assert_eq!(
+        bodies(&b.take("log", sub("replay")).await.unwrap()),
+        ["e3", "e4", "e5"]
+    );
+}
+
+#[tokio::test]
+async fn dedup_window_overflow_pause_sessions_and_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = open(dir.path(), clock.clone());
+
+    // Dedup: same id within the window is the original; after the window it is new.
+    let with_key = |body: &str| {
+        let mut m = NewMessage::new(body.to_string());
+        m.dedup_id = Some("k".into());
+        m
+    };
+    let first = b.push("d", vec![with_key("a")]).await.unwrap()[0];
+    let again = b.push("d", vec![with_key("b")]).await.unwrap()[0];
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    clock.advance(5 * 60 * 1000);
+    let later = b.push("d", vec![with_key("c")]).await.unwrap()[0];
+    assert_eq!((later.id, later.duplicate), (2, false));
+
+    // Max length: reject, then drop-oldest.
+    let cap = |overflow| SettingsPatch {
+        max_length: Some(Some(2)),
+        overflow: Some(overflow),
+        ..SettingsPatch::default()
+    };
+    b.configure("cap", cap(Overflow::Reject)).await.unwrap();
+    b.push("cap", vec![NewMessage::new("1"), NewMessage::new("2")])
+        .await
+        .unwrap();
+    let full = b.push("cap", vec![NewMessage::new("3")]).await;
+    assert!(matches!(full, Err(Error::QueueFull(_))), "{full:?}");
+    b.configure("cap", cap(Overflow::DropOldest)).await.unwrap();
+    b.push("cap", vec![NewMessage::new("3")]).await.unwrap();
+    assert_eq!(bodies(&b.take("cap", read(10)).await.unwrap()), ["2", "3"]);
+
+    // Paused queues accept but deliver nothing until resumed.
+    let pause = |paused| SettingsPatch {
+        paused: Some(paused),
+        ..SettingsPatch::default()
+    };
+    b.configure("p", pause(true)).await.unwrap();
+    b.push("p", vec![NewMessage::new("x")]).await.unwrap();
+    assert!(b.take("p", read(1)).await.unwrap().is_empty());
+    b.configure("p", pause(false)).await.unwrap();
+    assert_eq!(b.take("p", read(1)).await.unwrap().len(), 1);
+
+    // A session's leases come back as soon as it ends.
+    b.push("s", vec![NewMessage::new("job")]).await.unwrap();
+    let leased = b
+        .lease(
+            "s",
+            LeaseOptions {
+                read: read(1),
+                visibility: Duration::from_secs(600),
+                session: Some(7),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert!(b.take("s", read(1)).await.unwrap().is_empty());
+    assert_eq!(b.end_session(7).await.unwrap(), 1);
+    let back = b.take("s", read(1)).await.unwrap();
+    assert_eq!((back[0].id, back[0].deliveries), (1, 2));
+
+    // A long-poll is woken by a push from another task.
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.take(
+                "lp",
+                ReadOptions {
+                    max: 1,
+                    wait: Duration::from_secs(20),
+                    subscription: None,
+                },
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.push("lp", vec![NewMessage::new("wake")]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter returns well before its 20 s wait")
+        .unwrap()
+        .unwrap();
+    assert_eq!(bodies(&got), ["wake"]);
+}

@@ -1,6 +1,6 @@
 //! Property test: the broker over the real log store against a deliberately naive model
 //! (a `Vec` and a few maps), over random sequences of push, take, lease, ack, nack,
-//! time passing (delays, TTLs, lease expiry), checkpoints and restarts. Every reply is
+//! time passing (delays, TTLs, lease expiry), checkpoints, compaction and restarts. Every reply is
 //! compared.
 
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ enum Step {
     Nack(Vec<usize>),
     Advance(u64),
     Checkpoint,
+    Compact,
     Restart,
 }
 
@@ -40,6 +41,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(0usize..40, 1..3).prop_map(Step::Nack),
         2 => (1u64..250).prop_map(Step::Advance),
         1 => Just(Step::Checkpoint),
+        1 => Just(Step::Compact),
         1 => Just(Step::Restart),
     ]
 }
@@ -74,13 +76,13 @@ impl Model {
         }
     }
 
-    fn to_tail(&mut self, mut m: M) {
+    fn push_tail(&mut self, mut m: M) {
         self.tail += 1;
         m.key = self.tail;
         self.ready.push(m);
     }
 
-    fn to_head(&mut self, mut m: M) {
+    fn push_head(&mut self, mut m: M) {
         self.head -= 1;
         m.key = self.head;
         self.ready.push(m);
@@ -98,7 +100,7 @@ impl Model {
         let (due, later): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(d, _)| *d <= now);
         self.delayed = later;
         for (_, m) in due {
-            self.to_tail(m);
+            self.push_tail(m);
         }
         let mut expired: Vec<(u64, M)> = self
             .leased
@@ -112,7 +114,7 @@ impl Model {
             if m.deliveries >= max_deliveries {
                 self.dead += 1;
             } else {
-                self.to_head(*m);
+                self.push_head(*m);
             }
         }
     }
@@ -193,8 +195,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     model.next_id += 1;
                     match delay {
                         Some(d) => model.delayed.push((now + d, m)),
-                        None if head => model.to_head(m),
-                        None => model.to_tail(m),
+                        None if head => model.push_head(m),
+                        None => model.push_tail(m),
                     }
                 }
                 Step::Take(max) => {
@@ -290,12 +292,15 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         if m.deliveries >= MAX_DELIVERIES {
                             model.dead += 1;
                         } else {
-                            model.to_head(*m);
+                            model.push_head(*m);
                         }
                     }
                 }
                 Step::Advance(ms) => clock.advance(ms),
                 Step::Checkpoint => broker.checkpoint().await.unwrap(),
+                Step::Compact => {
+                    broker.compact().await.unwrap();
+                }
                 Step::Restart => {
                     drop(broker);
                     broker = open(dir.path(), clock.clone());
@@ -306,7 +311,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .collect();
                     back.sort_by_key(|(until, m)| (*until, m.id));
                     for (_, m) in back.into_iter().rev() {
-                        model.to_head(m);
+                        model.push_head(m);
                     }
                     // Old receipts stay in the list: they must now ack nothing.
                     for r in &mut receipts {
