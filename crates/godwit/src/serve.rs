@@ -1,7 +1,7 @@
 //! `godwit serve`: open the store and the broker, serve the faces, shut down cleanly.
 //!
-//! Shutdown on SIGTERM or SIGINT: stop accepting, let in-flight requests finish (a
-//! long-poll ends by its own wait, at most `--max-wait-ms`), then stop the broker, which
+//! Shutdown on SIGTERM or SIGINT: stop accepting, end long-polls at once (they answer
+//! with what they have), let in-flight requests finish, then stop the broker, which
 //! writes a final checkpoint and syncs the store, and exit 0.
 
 use std::sync::Arc;
@@ -78,7 +78,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let served = match config.http {
         Listen::On(addr) => {
             let options = HttpOptions::new(&broker_config, metrics);
-            serve_http(addr, godwit_http::router(broker.clone(), options)).await
+            let router = godwit_http::router(broker.clone(), options);
+            let draining = broker.clone();
+            let shutdown = async move {
+                shutdown_signal().await;
+                // Long-polls return at once instead of holding the drain for their wait.
+                draining.stop_waiting();
+            };
+            serve_http(addr, router, shutdown).await
         }
         Listen::Off => {
             tracing::info!("HTTP listener off; waiting for a signal");
@@ -95,7 +102,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_http(addr: std::net::SocketAddr, app: axum::Router) -> anyhow::Result<()> {
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP listener on {addr}"))?;
@@ -104,7 +115,7 @@ async fn serve_http(addr: std::net::SocketAddr, app: axum::Router) -> anyhow::Re
         .context("reading the HTTP listener's address")?;
     tracing::info!("listening on http://{local}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("HTTP listener closed; in-flight requests done");
