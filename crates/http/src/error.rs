@@ -57,7 +57,7 @@ impl ApiError {
     }
 
     /// The error a client gets for a status produced outside our handlers (the safety
-    /// net in [`crate::fallback`]); the code is derived from the status.
+    /// net that rewrites non-JSON error replies); the code is derived from the status.
     pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
         let code = match status {
             StatusCode::BAD_REQUEST => "bad_request",

@@ -29,6 +29,8 @@ pub use error::ApiError;
 
 /// Room for JSON framing on top of the largest message in single-message bodies.
 const BODY_SLACK_BYTES: usize = 64 * 1024;
+/// Default limit of a batch request body.
+const DEFAULT_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Limits and defaults of the HTTP face.
 #[derive(Clone)]
@@ -45,11 +47,12 @@ pub struct HttpOptions {
 
 impl HttpOptions {
     /// Options fitted to a broker: bodies up to its message limit plus slack, batches up
-    /// to 16 MiB, 30 s default visibility.
+    /// to 16 MiB (or one body's limit, if larger), 30 s default visibility.
     pub fn new(config: &BrokerConfig, metrics: PrometheusHandle) -> Self {
+        let max_body_bytes = config.max_message_bytes.saturating_add(BODY_SLACK_BYTES);
         Self {
-            max_body_bytes: config.max_message_bytes.saturating_add(BODY_SLACK_BYTES),
-            max_batch_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes,
+            max_batch_body_bytes: DEFAULT_BATCH_BODY_BYTES.max(max_body_bytes),
             default_visibility: Duration::from_secs(30),
             metrics,
         }
