@@ -1047,3 +1047,79 @@ async fn openapi_document_lists_the_routes() {
         assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_never_share_a_message() {
+    let s = TestServer::start(&["--fsync", "never"]).await;
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| json!({ "body": format!("c{i}") }))
+        .collect();
+    for _ in 0..2 {
+        let r = s
+            .post_json("/v1/queues/cc/batch", &json!({ "messages": batch }))
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    // Four takers and four leasers (acking every other lease, nacking the rest) race.
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let client = reqwest::Client::new();
+        let base = s.url("/v1/queues/cc");
+        tasks.push(tokio::spawn(async move {
+            let mut consumed = Vec::new();
+            let mut nacks = 0u32;
+            for _ in 0..2000 {
+                let url = if worker < 4 {
+                    format!("{base}/take?max=7")
+                } else {
+                    format!("{base}/lease?max=5&visibility_ms=60000")
+                };
+                let reply: Value = client.post(url).send().await.unwrap().json().await.unwrap();
+                let messages = reply["messages"].as_array().unwrap().clone();
+                if messages.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    let id = m["id"].as_u64().unwrap();
+                    if let Some(receipt) = m["receipt"].as_str() {
+                        let (verb, key) = if id % 2 == 0 || nacks > 50 {
+                            ("ack", "acked")
+                        } else {
+                            nacks += 1;
+                            ("nack", "nacked")
+                        };
+                        let r: Value = client
+                            .post(format!("{base}/{verb}"))
+                            .json(&json!({ "receipts": [receipt] }))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        assert_eq!(r[key], 1, "{verb} of a fresh lease: {r}");
+                        if verb == "ack" {
+                            consumed.push(id);
+                        }
+                    } else {
+                        consumed.push(id);
+                    }
+                }
+            }
+            consumed
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("consumer task"));
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=2000).collect();
+    assert_eq!(all.len(), 2000, "each message consumed exactly once");
+    assert_eq!(all, expected);
+    let stats = s.stats("cc").await;
+    assert_eq!(
+        (stats["ready"].as_u64(), stats["in_flight"].as_u64()),
+        (Some(0), Some(0))
+    );
+}

@@ -235,6 +235,12 @@ async fn kill9_under_load_loses_and_duplicates_nothing() {
         ledger.delivered.len(),
         drained.len()
     );
+    eprintln!(
+        "crash test: {} pushes acknowledged, {} taken before crashes, {} drained after",
+        ledger.pushed.len(),
+        ledger.delivered.len(),
+        drained.len()
+    );
     // The drain comes out in id order within the single default priority.
     let drained_ids: Vec<u64> = drained.iter().map(|(id, _)| *id).collect();
     let mut sorted = drained_ids.clone();
