@@ -232,6 +232,7 @@ pub(crate) async fn batched_takes(plan: &Plan) -> anyhow::Result<(Row, Row)> {
     )
     .await?;
     let url = format!("{}/v1/queues/{queue}/take?max={}", plan.url, plan.batch);
+    let size = plan.size as u64;
     let deadline = Instant::now() + plan.duration;
     let take_row = run_workers(plan, format!("take ({}/req)", plan.batch), |c| {
         let url = url.clone();
@@ -249,7 +250,7 @@ pub(crate) async fn batched_takes(plan: &Plan) -> anyhow::Result<(Row, Row)> {
                     break;
                 }
                 t.messages += n;
-                t.bytes += reply.len() as u64;
+                t.bytes += n * size;
             }
             t
         }
