@@ -175,7 +175,26 @@ async fn load_then_kill(server: &mut TestServer, cycle: usize, ledger: &mut Ledg
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_and_duplicates_nothing() {
-    let mut server = TestServer::start(&["--fsync", "always"]).await;
+    kill9_cycles(&["--fsync", "always"]).await;
+}
+
+/// The same with checkpoints, segment rolls and reclamation happening all through the
+/// load, so kills also land in the middle of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_checkpoints_and_segment_rolls_loses_and_duplicates_nothing() {
+    kill9_cycles(&[
+        "--fsync",
+        "always",
+        "--checkpoint-bytes",
+        "65536",
+        "--segment-bytes",
+        "65536",
+    ])
+    .await;
+}
+
+async fn kill9_cycles(args: &[&str]) {
+    let mut server = TestServer::start(args).await;
     let mut ledger = Ledger::default();
     for cycle in 0..CYCLES {
         load_then_kill(&mut server, cycle, &mut ledger).await;
@@ -304,4 +323,125 @@ async fn kill9_returns_unacked_leases_and_keeps_acked_ones_gone() {
         "receipts from before the crash: {ack:?}"
     );
     assert_eq!(server.push("leases", "m11").await, 11);
+}
+
+/// Leases and acks under load through a kill: an acknowledged ack is final (the message
+/// never comes back), and every acknowledged push is either acked or comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_lease_and_ack_keeps_acks_final() {
+    let mut server = TestServer::start(&["--fsync", "always"]).await;
+    let mut pushed: BTreeMap<u64, String> = BTreeMap::new();
+    let mut acked: HashSet<u64> = HashSet::new();
+    let mut in_doubt: HashSet<u64> = HashSet::new();
+    for cycle in 0..2 {
+        let push_url = server.url("/v1/queues/acks/messages");
+        let base = server.url("/v1/queues/acks");
+        let pushers: Vec<_> = (0..4)
+            .map(|p| {
+                tokio::spawn(pusher(
+                    reqwest::Client::new(),
+                    push_url.clone(),
+                    format!("a{cycle}-p{p}"),
+                ))
+            })
+            .collect();
+        let ackers: Vec<_> = (0..4)
+            .map(|_| {
+                let client = reqwest::Client::new();
+                let base = base.clone();
+                tokio::spawn(async move {
+                    let mut done: Vec<u64> = Vec::new();
+                    // Ids whose ack was sent but got no reply: it may or may not have landed.
+                    let mut in_doubt: Vec<u64> = Vec::new();
+                    let started = Instant::now();
+                    while started.elapsed() < WORKER_LIMIT {
+                        let Ok(r) = client
+                            .post(format!(
+                                "{base}/lease?max=10&visibility_ms=60000&wait_ms=50"
+                            ))
+                            .send()
+                            .await
+                        else {
+                            break;
+                        };
+                        let Ok(v) = r.json::<Value>().await else {
+                            break;
+                        };
+                        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+                        if msgs.is_empty() {
+                            continue;
+                        }
+                        let receipts: Vec<Value> =
+                            msgs.iter().map(|m| m["receipt"].clone()).collect();
+                        let Ok(r) = client
+                            .post(format!("{base}/ack"))
+                            .json(&json!({ "receipts": receipts }))
+                            .send()
+                            .await
+                        else {
+                            in_doubt.extend(ids(&msgs));
+                            break;
+                        };
+                        let Ok(v) = r.json::<Value>().await else {
+                            in_doubt.extend(ids(&msgs));
+                            break;
+                        };
+                        assert_eq!(v["acked"].as_u64(), Some(msgs.len() as u64), "{v}");
+                        done.extend(ids(&msgs));
+                    }
+                    (done, in_doubt)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        server.kill9();
+        for p in pushers {
+            let log = p.await.expect("pusher");
+            assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+            for (id, body) in log.acked {
+                assert!(
+                    pushed.insert(id, body).is_none(),
+                    "id {id} acknowledged twice"
+                );
+            }
+        }
+        for a in ackers {
+            let (done, doubt) = a.await.expect("acker");
+            for id in done {
+                assert!(acked.insert(id), "id {id} acked twice");
+            }
+            in_doubt.extend(doubt);
+        }
+        server.restart().await;
+    }
+    let drained = ids(&server.drain("acks", 1_000_000).await);
+    for id in &drained {
+        assert!(
+            !acked.contains(id),
+            "id {id} was acked before a crash and came back"
+        );
+    }
+    let drained: HashSet<u64> = drained.into_iter().collect();
+    let lost: Vec<_> = pushed
+        .keys()
+        .filter(|id| !acked.contains(id) && !drained.contains(id) && !in_doubt.contains(id))
+        .take(5)
+        .collect();
+    if !lost.is_empty() {
+        let stats = server.stats("acks").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let later = ids(&server.drain("acks", 1_000_000).await);
+        panic!(
+            "acknowledged pushes neither acked nor back: {lost:?}; stats after the drain: \
+             {stats}; taken 1.5 s later: {later:?}; server log:\n{}",
+            server.stderr()
+        );
+    }
+    eprintln!(
+        "lease crash test: {} pushed, {} acked, {} back after the crashes, {} acks in doubt",
+        pushed.len(),
+        acked.len(),
+        drained.len(),
+        in_doubt.len()
+    );
 }
