@@ -156,3 +156,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn defaults_and_flags_parse() {
+        let cli = Cli::parse_from(["bench"]);
+        assert_eq!(cli.bench.url, "http://127.0.0.1:8888");
+        assert_eq!(cli.bench.scenario, Scenario::All);
+        assert_eq!(cli.bench.connections, 8);
+        let cli = Cli::parse_from([
+            "bench",
+            "--scenario",
+            "backlog",
+            "--pid",
+            "42",
+            "--batch",
+            "500",
+        ]);
+        assert_eq!(cli.bench.scenario, Scenario::Backlog);
+        assert_eq!(cli.bench.pid, Some(42));
+        let plan = Plan::from_args(&cli.bench).unwrap();
+        assert!(plan.queue("push").starts_with("bench-push-"));
+        let mut bad = cli.bench.clone();
+        bad.connections = 0;
+        assert!(Plan::from_args(&bad).is_err());
+    }
+}

@@ -302,3 +302,18 @@ pub(crate) async fn backlog(
     }
     Ok((row, memory))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_and_batches_have_the_asked_shape() {
+        assert_eq!(body(0).len(), 0);
+        assert_eq!(body(200).len(), 200);
+        let v: serde_json::Value = serde_json::from_slice(&batch_json(3, 10)).unwrap();
+        let messages = v["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0]["body"].as_str().unwrap().len(), 10);
+    }
+}

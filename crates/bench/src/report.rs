@@ -127,3 +127,24 @@ pub fn print_memory(m: &Memory) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_percentiles() {
+        let row = Row {
+            messages: 500,
+            elapsed: Duration::from_secs(2),
+            latencies: (1..=100).map(Duration::from_millis).collect(),
+            ..Row::default()
+        };
+        assert_eq!(row.messages_per_sec(), 250.0);
+        assert_eq!(row.percentile_ms(0.0), Some(1.0));
+        assert_eq!(row.percentile_ms(50.0), Some(51.0));
+        assert_eq!(row.percentile_ms(100.0), Some(100.0));
+        assert_eq!(Row::default().percentile_ms(50.0), None);
+        assert_eq!(Row::default().messages_per_sec(), 0.0);
+    }
+}
