@@ -129,3 +129,35 @@ async fn flipped_byte_in_the_last_record_is_detected() {
     s.restart().await;
     assert_recovered(&s, "f1", true).await;
 }
+
+#[tokio::test]
+async fn a_torn_batch_is_all_or_nothing() {
+    let mut s = TestServer::start(&["--fsync", "always"]).await;
+    for i in 1..=10 {
+        s.push("tb", &format!("single {i}")).await;
+    }
+    let batch: Vec<_> = (1..=20)
+        .map(|i| serde_json::json!({ "body": format!("batched {i}") }))
+        .collect();
+    let r = s
+        .post_json(
+            "/v1/queues/tb/batch",
+            &serde_json::json!({ "messages": batch }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    s.kill9();
+    // Cut into the batch's bytes: the batch was the last thing written.
+    truncate_tail(&newest_segment(&s.data_dir()), 40);
+    s.restart().await;
+    let got = s.drain("tb", 100).await;
+    let n = got.len();
+    assert!(
+        n == 10 || n == 30,
+        "a batch is atomic: expected 10 or 30 messages after a torn tail, got {n}: {:?}",
+        ids(&got)
+    );
+    assert_eq!(ids(&got), (1..=n as u64).collect::<Vec<_>>());
+    let next = s.push("tb", "after").await;
+    assert!(next > n as u64);
+}
