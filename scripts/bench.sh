@@ -5,7 +5,8 @@
 # fresh data directory on a free loopback port and runs the push, batch and take scenarios;
 # fills a backlog (default 1,000,000 x 200 B) and reports idle vs filled RSS, restart time
 # with that backlog after SIGTERM and after SIGKILL; measures the disk's bare O_DSYNC write
-# rate; and, when redis-server and redis-benchmark are installed, runs redis LPUSH/RPOP
+# rate; with wrk installed, compares push with /healthz (same HTTP stack, no storage); and,
+# when redis-server and redis-benchmark are installed, runs redis LPUSH/RPOP
 # for reference. Every step is bounded.
 #
 # Environment: DURATION (s per timed scenario, default 5), CONNECTIONS (8), SIZE (200),
@@ -127,6 +128,19 @@ for fsync in always never; do
     bench --scenario push
     bench --scenario batch
     bench --scenario take --messages 200000
+    if command -v wrk >/dev/null; then
+        # wrk is lighter than the Rust load generator, and /healthz (no storage, same
+        # HTTP stack and middleware) is the ceiling the push path is compared with.
+        printf 'body = string.rep("x", %d)\nwrk.method = "POST"\nwrk.body = body\n' "$SIZE" \
+            >"$BENCH_DIR/post.lua"
+        for conns in "$CONNECTIONS" 64; do
+            echo "wrk, $conns connections, GET /healthz (no storage):"
+            wrk -t2 -c"$conns" -d"${DURATION}s" "http://127.0.0.1:$PORT/healthz" | grep -E 'Requests/sec'
+            echo "wrk, $conns connections, POST one $SIZE B message (acknowledged):"
+            wrk -t2 -c"$conns" -d"${DURATION}s" -s "$BENCH_DIR/post.lua" \
+                "http://127.0.0.1:$PORT/v1/queues/wrk-$fsync/messages" | grep -E 'Latency|Requests/sec'
+        done
+    fi
     stop_server
 done
 

@@ -9,7 +9,7 @@ pub mod subscriptions;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+
 
 use crate::extract::BodyLimit;
 use crate::{fallback, metrics, openapi, AppState};
@@ -56,7 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(fallback::panicked))
         .layer(axum::middleware::from_fn(metrics::track_requests))
         .layer(axum::middleware::from_fn(fallback::json_errors))
-        .layer(TraceLayer::new_for_http())
+
         .with_state(state)
 }
 
