@@ -795,6 +795,7 @@ impl Inner {
                 }),
                 Err(e) => {
                     tracing::error!(id = p.meta.id, error = %e, "message record unreadable");
+                    metrics::counter!("godwit_unreadable_records_total").increment(1);
                     first_err.get_or_insert(e);
                 }
             }
