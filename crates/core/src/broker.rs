@@ -562,43 +562,23 @@ impl Broker {
     /// Moves a subscription so it delivers retained messages from `id` on (its leases
     /// are dropped with it).
     pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
-        validate_queue(queue)?;
-        validate_subscription(name)?;
-        let ticket = {
-            let mut st = self.inner.state.lock();
-            if !st.has_sub(queue, name) {
-                return Err(Error::NotFound(format!(
-                    "subscription {name:?} of {queue:?}"
-                )));
-            }
-            let op = Op::Seek {
-                queue: queue.to_string(),
-                sub: name.to_string(),
-                id,
-            };
-            self.inner.commit(&mut st, vec![op])?
+        let op = Op::Seek {
+            queue: queue.to_string(),
+            sub: name.to_string(),
+            id,
         };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
         self.inner.wake(queue);
         self.inner.wait(ticket).await
     }
 
     /// Deletes a named subscription; `NotFound` when absent.
     pub async fn unsubscribe(&self, queue: &str, name: &str) -> Result<()> {
-        validate_queue(queue)?;
-        validate_subscription(name)?;
-        let ticket = {
-            let mut st = self.inner.state.lock();
-            if !st.has_sub(queue, name) {
-                return Err(Error::NotFound(format!(
-                    "subscription {name:?} of {queue:?}"
-                )));
-            }
-            let op = Op::Unsubscribe {
-                queue: queue.to_string(),
-                sub: name.to_string(),
-            };
-            self.inner.commit(&mut st, vec![op])?
+        let op = Op::Unsubscribe {
+            queue: queue.to_string(),
+            sub: name.to_string(),
         };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
         self.inner.wait(ticket).await
     }
 
@@ -703,6 +683,20 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Commits `op`, which concerns the named subscription, or answers `NotFound` when
+    /// the queue has no such subscription.
+    fn commit_on_subscription(&self, queue: &str, name: &str, op: Op) -> Result<Ticket> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let mut st = self.state.lock();
+        if !st.has_sub(queue, name) {
+            return Err(Error::NotFound(format!(
+                "subscription {name:?} of {queue:?}"
+            )));
+        }
+        self.commit(&mut st, vec![op])
     }
 
     /// Appends ops to the store and applies them: the one path every change takes.

@@ -10,7 +10,6 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
-
 use crate::extract::BodyLimit;
 use crate::{fallback, metrics, openapi, AppState};
 
@@ -56,7 +55,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(fallback::panicked))
         .layer(axum::middleware::from_fn(metrics::track_requests))
         .layer(axum::middleware::from_fn(fallback::json_errors))
-
         .with_state(state)
 }
 
