@@ -230,15 +230,12 @@ impl Broker {
         let wait = opts.wait.min(self.inner.config.max_wait);
         let deadline = Instant::now() + wait;
         loop {
-            let notify = (!wait.is_zero()).then(|| self.inner.notifier(queue));
-            let mut notified = pin!(async {
-                match &notify {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            });
-            // Poll once so the notification is registered before we look at the state.
-            let _ = futures_poll_once(notified.as_mut()).await;
+            let waiter = (!wait.is_zero()).then(|| self.inner.notifier(queue));
+            let mut notified = pin!(waiter.as_ref().map(|w| w.notify.notified()));
+            // Register before looking at the state, so a push in between still wakes us.
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                n.enable();
+            }
             let (ticket, picked, wake_at) = {
                 let mut st = self.inner.state.lock();
                 let now = self.inner.clock.now_ms();
@@ -285,8 +282,14 @@ impl Broker {
             if *stopping.borrow_and_update() {
                 return Ok(Vec::new());
             }
+            let woken = async {
+                match notified.as_mut().as_pin_mut() {
+                    Some(n) => n.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = notified => {}
+                _ = woken => {}
                 _ = tokio::time::sleep_until(until) => {}
                 _ = stopping.changed() => return Ok(Vec::new()),
             }
@@ -534,7 +537,6 @@ impl Broker {
             };
             self.inner.commit(&mut st, vec![op])?
         };
-        self.inner.waiters.lock().remove(queue);
         self.inner.wait(ticket).await
     }
 
@@ -628,18 +630,6 @@ impl Broker {
         self.inner.wait(self.inner.storage.sync()).await?;
         result
     }
-}
-
-/// Polls a future once (registering its waker) without waiting for it.
-async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
-    let mut f = f;
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
 }
 
 impl Inner {
@@ -757,12 +747,18 @@ impl Inner {
         Ok(())
     }
 
-    fn notifier(&self, queue: &str) -> Arc<Notify> {
-        self.waiters
+    fn notifier<'a>(&'a self, queue: &'a str) -> Waiter<'a> {
+        let notify = self
+            .waiters
             .lock()
             .entry(queue.to_string())
             .or_default()
-            .clone()
+            .clone();
+        Waiter {
+            inner: self,
+            queue,
+            notify,
+        }
     }
 
     fn wake(&self, queue: &str) {
@@ -862,6 +858,24 @@ impl Inner {
             .await
             .map_err(|e| Error::Unavailable(format!("checkpoint task failed: {e}")))??;
         Ok(())
+    }
+}
+
+/// A reader's registration for wake-ups on one queue; the queue's entry is removed
+/// with its last waiter, so long-polls on many names leave nothing behind.
+struct Waiter<'a> {
+    inner: &'a Inner,
+    queue: &'a str,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.inner.waiters.lock();
+        // One reference in the map, one here: no other reader waits on this queue.
+        if Arc::strong_count(&self.notify) == 2 {
+            waiters.remove(self.queue);
+        }
     }
 }
 

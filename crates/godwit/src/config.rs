@@ -28,6 +28,10 @@ pub const DEFAULT_MEMCACHE: &str = "127.0.0.1:22133";
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
 /// Default longest wait of a long-poll read, in milliseconds.
 pub const DEFAULT_MAX_WAIT_MS: u64 = 30_000;
+/// Default of `--max-batch`.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+/// Default of `--max-batch-bytes`.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Default segment size.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default log growth between checkpoints.
@@ -78,6 +82,12 @@ pub struct ServeArgs {
     /// Longest wait a long-poll read may ask for, in milliseconds [default: 30000].
     #[arg(long, env = "GODWIT_MAX_WAIT_MS", value_name = "MS")]
     pub max_wait_ms: Option<u64>,
+    /// Most messages one push, batch or read may carry [default: 1000].
+    #[arg(long, env = "GODWIT_MAX_BATCH", value_name = "N")]
+    pub max_batch: Option<usize>,
+    /// Largest body of a batch request, in bytes (suffixes allowed) [default: 16MiB].
+    #[arg(long, env = "GODWIT_MAX_BATCH_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_batch_bytes: Option<u64>,
     /// Log segment size, in bytes (suffixes allowed) [default: 64MiB].
     #[arg(long, env = "GODWIT_SEGMENT_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
     pub segment_bytes: Option<u64>,
@@ -186,6 +196,10 @@ pub struct FileConfig {
     pub max_message_bytes: Option<FileBytes>,
     /// See `--max-wait-ms`.
     pub max_wait_ms: Option<u64>,
+    /// See `--max-batch`.
+    pub max_batch: Option<usize>,
+    /// See `--max-batch-bytes`.
+    pub max_batch_bytes: Option<FileBytes>,
     /// See `--segment-bytes`.
     pub segment_bytes: Option<FileBytes>,
     /// See `--checkpoint-bytes`.
@@ -218,6 +232,10 @@ pub struct ServeConfig {
     pub max_message_bytes: usize,
     /// Longest wait of a long-poll read.
     pub max_wait: Duration,
+    /// Most messages one push, batch or read may carry.
+    pub max_batch: usize,
+    /// Largest body of a batch request in bytes.
+    pub max_batch_bytes: usize,
     /// Log segment size.
     pub segment_bytes: u64,
     /// Log growth between checkpoints.
@@ -278,6 +296,21 @@ impl ServeConfig {
                     .or(file.max_wait_ms)
                     .unwrap_or(DEFAULT_MAX_WAIT_MS),
             ),
+            max_batch: match args
+                .max_batch
+                .or(file.max_batch)
+                .unwrap_or(DEFAULT_MAX_BATCH)
+            {
+                0 => anyhow::bail!("max_batch must be at least 1"),
+                n => n,
+            },
+            max_batch_bytes: usize::try_from(bytes(
+                args.max_batch_bytes,
+                "max_batch_bytes",
+                file.max_batch_bytes,
+                DEFAULT_MAX_BATCH_BYTES,
+            )?)
+            .context("max_batch_bytes does not fit in memory")?,
             segment_bytes: bytes(
                 args.segment_bytes,
                 "segment_bytes",

@@ -51,6 +51,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let broker_config = BrokerConfig {
         max_message_bytes: config.max_message_bytes,
         max_wait: config.max_wait,
+        max_batch: config.max_batch,
         checkpoint_bytes: config.checkpoint_bytes,
         ..BrokerConfig::default()
     };
@@ -77,7 +78,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let served = match config.http {
         Listen::On(addr) => {
-            let options = HttpOptions::new(&broker_config, metrics);
+            let mut options = HttpOptions::new(&broker_config, metrics);
+            options.max_batch_body_bytes = config.max_batch_bytes;
             let router = godwit_http::router(broker.clone(), options);
             let draining = broker.clone();
             let shutdown = async move {

@@ -866,6 +866,30 @@ async fn body_over_max_message_bytes_is_413() {
 }
 
 #[tokio::test]
+async fn batch_limits_are_configurable() {
+    let s = TestServer::start(&["--max-batch", "3", "--max-batch-bytes", "2KiB"]).await;
+    let three: Vec<Value> = (0..3).map(|i| json!({"body": format!("m{i}")})).collect();
+    let ok = s
+        .post_json("/v1/queues/lim/batch", &json!({"messages": three}))
+        .await;
+    assert_eq!(ok.status, 201, "{ok:?}");
+    let four: Vec<Value> = (0..4).map(|i| json!({"body": format!("m{i}")})).collect();
+    s.post_json("/v1/queues/lim/batch", &json!({"messages": four}))
+        .await
+        .assert_error(400, "invalid_argument");
+    let big: Vec<Value> = (0..2).map(|_| json!({"body": "x".repeat(1500)})).collect();
+    s.post_json("/v1/queues/lim/batch", &json!({"messages": big}))
+        .await
+        .assert_error(413, "too_large");
+    s.post("/v1/queues/lim/take?max=4")
+        .await
+        .assert_error(400, "invalid_argument");
+    assert_eq!(s.take("lim", 3).await.len(), 3);
+    assert_eq!(s.stats("lim").await["total_pushed"], 3);
+    s.assert_still_serving().await;
+}
+
+#[tokio::test]
 async fn bad_queue_names_are_400() {
     let s = TestServer::start(&[]).await;
     let long = "x".repeat(256);

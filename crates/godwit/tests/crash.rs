@@ -157,7 +157,12 @@ async fn load_then_kill(server: &mut TestServer, cycle: usize, ledger: &mut Ledg
     stop_takers.store(true, Ordering::SeqCst);
     for t in takers {
         let log = t.await.expect("taker task");
-        assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+        assert!(
+            log.unexpected.is_empty(),
+            "{:?}\nserver stderr:\n{}",
+            log.unexpected,
+            server.stderr()
+        );
         ledger.record_deliveries(log.taken);
     }
     tokio::time::sleep(PUSH_ONLY_PHASE).await;
