@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -91,6 +91,17 @@ fn parse_receipt(r: &str) -> Option<(u64, u64, &str)> {
     let token = u64::from_str_radix(parts.next()?, 16).ok()?;
     let id = parts.next()?.parse().ok()?;
     Some((token, id, parts.next()?))
+}
+
+/// `NotFound` unless the queue has the subscription (the default one always exists).
+fn require_sub(st: &State, queue: &str, sub: &str) -> Result<()> {
+    if sub.is_empty() || st.has_sub(queue, sub) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "subscription {sub:?} of {queue:?}"
+        )))
+    }
 }
 
 fn sub_name(opt: Option<&str>) -> Result<&str> {
@@ -237,14 +248,8 @@ impl Broker {
                 n.enable();
             }
             let (ticket, picked, wake_at) = {
-                let mut st = self.inner.state.lock();
-                let now = self.inner.clock.now_ms();
-                self.inner.sweep(&mut st, queue, now)?;
-                if !sub.is_empty() && !st.has_sub(queue, sub) {
-                    return Err(Error::NotFound(format!(
-                        "subscription {sub:?} of {queue:?}"
-                    )));
-                }
+                let (mut st, now) = self.inner.lock_swept(queue)?;
+                require_sub(&st, queue, sub)?;
                 let mode = match visibility {
                     Some(v) => ReadMode::Lease {
                         until_ms: now + v.as_millis() as u64,
@@ -300,9 +305,7 @@ impl Broker {
     pub async fn ack(&self, queue: &str, receipts: &[String]) -> Result<usize> {
         validate_queue(queue)?;
         let (ticket, n) = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            self.inner.sweep(&mut st, queue, now)?;
+            let (mut st, now) = self.inner.lock_swept(queue)?;
             let mut by_sub: HashMap<&str, Vec<u64>> = HashMap::new();
             for (token, id, sub) in receipts.iter().filter_map(|r| parse_receipt(r)) {
                 let ids = by_sub.entry(sub).or_default();
@@ -332,9 +335,7 @@ impl Broker {
     pub async fn nack(&self, queue: &str, receipts: &[String]) -> Result<usize> {
         validate_queue(queue)?;
         let (ticket, n) = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            self.inner.sweep(&mut st, queue, now)?;
+            let (mut st, now) = self.inner.lock_swept(queue)?;
             let mut ticket = Ticket::done();
             let mut n = 0;
             // Returned to the head last first, so the first receipt's message leads.
@@ -369,9 +370,7 @@ impl Broker {
                 "visibility must be at least 1 ms".into(),
             ));
         }
-        let mut st = self.inner.state.lock();
-        let now = self.inner.clock.now_ms();
-        self.inner.sweep(&mut st, queue, now)?;
+        let (mut st, now) = self.inner.lock_swept(queue)?;
         let mut n = 0;
         for (token, id, sub) in receipts.iter().filter_map(|r| parse_receipt(r)) {
             if st.live_lease(queue, sub, id, token, now) {
@@ -393,14 +392,8 @@ impl Broker {
         let sub = sub_name(subscription)?;
         let max = max.clamp(1, self.inner.config.max_batch);
         let metas = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            self.inner.sweep(&mut st, queue, now)?;
-            if !sub.is_empty() && !st.has_sub(queue, sub) {
-                return Err(Error::NotFound(format!(
-                    "subscription {sub:?} of {queue:?}"
-                )));
-            }
+            let (st, now) = self.inner.lock_swept(queue)?;
+            require_sub(&st, queue, sub)?;
             st.peek(queue, sub, max, now)
         };
         let picked = metas
@@ -445,9 +438,7 @@ impl Broker {
     /// Stats of one queue, or `NotFound`.
     pub fn stats(&self, queue: &str) -> Result<QueueStats> {
         validate_queue(queue)?;
-        let mut st = self.inner.state.lock();
-        let now = self.inner.clock.now_ms();
-        self.inner.sweep(&mut st, queue, now)?;
+        let (st, _) = self.inner.lock_swept(queue)?;
         st.stats(queue)
             .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
     }
@@ -587,9 +578,7 @@ impl Broker {
     /// Stats of a queue's named subscriptions.
     pub fn subscriptions(&self, queue: &str) -> Result<Vec<SubscriptionStats>> {
         validate_queue(queue)?;
-        let mut st = self.inner.state.lock();
-        let now = self.inner.clock.now_ms();
-        self.inner.sweep(&mut st, queue, now)?;
+        let (st, _) = self.inner.lock_swept(queue)?;
         st.subscriptions(queue)
             .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
     }
@@ -681,12 +670,17 @@ impl Inner {
         validate_queue(queue)?;
         validate_subscription(name)?;
         let mut st = self.state.lock();
-        if !st.has_sub(queue, name) {
-            return Err(Error::NotFound(format!(
-                "subscription {name:?} of {queue:?}"
-            )));
-        }
+        require_sub(&st, queue, name)?;
         self.commit(&mut st, vec![op])
+    }
+
+    /// Locks the state and applies the queue's time-driven changes; returns the guard
+    /// and the time used.
+    fn lock_swept(&self, queue: &str) -> Result<(MutexGuard<'_, State>, u64)> {
+        let mut st = self.state.lock();
+        let now = self.clock.now_ms();
+        self.sweep(&mut st, queue, now)?;
+        Ok((st, now))
     }
 
     /// Appends ops to the store and applies them: the one path every change takes.

@@ -830,8 +830,8 @@ impl State {
     }
 
     /// Up to `max` ready messages in delivery order, without consuming them.
-    pub fn peek(&mut self, queue: &str, sub: &str, max: usize, now: u64) -> Vec<Meta> {
-        let Some(q) = self.queues.get_mut(queue) else {
+    pub fn peek(&self, queue: &str, sub: &str, max: usize, now: u64) -> Vec<Meta> {
+        let Some(q) = self.queues.get(queue) else {
             return Vec::new();
         };
         let floor = q.log_floor;
