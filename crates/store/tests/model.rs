@@ -1,7 +1,8 @@
 //! Property test: the broker over the real log store against a deliberately naive model
-//! (a `Vec` and a few maps), over random sequences of push, take, lease, ack, nack,
-//! time passing (delays, TTLs, lease expiry), checkpoints, compaction and restarts. Every reply is
-//! compared.
+//! (a `Vec` and a few maps per subscription), over random sequences of push, take, lease,
+//! ack, nack on the default subscription and a named one (fan-out), time passing (delays,
+//! TTLs, lease expiry, dead letters), checkpoints, compaction and restarts. Every reply
+//! and the counters of both subscriptions are compared after every step.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ enum Step {
         ttl: Option<u64>,
         head: bool,
     },
-    Take(usize),
-    Lease(usize, u64),
+    Take(usize, usize),
+    Lease(usize, usize, u64),
     Ack(Vec<usize>),
     Nack(Vec<usize>),
     Advance(u64),
@@ -35,8 +36,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0u8..3, prop::option::weighted(0.2, 1u64..300), prop::option::weighted(0.2, 1u64..400), prop::bool::weighted(0.15))
             .prop_map(|(priority, delay, ttl, head)| Step::Push { priority: priority * 3, delay, ttl, head }),
-        2 => (1usize..4).prop_map(Step::Take),
-        3 => (1usize..4, 50u64..300).prop_map(|(n, v)| Step::Lease(n, v)),
+        2 => (0usize..2, 1usize..4).prop_map(|(sub, n)| Step::Take(sub, n)),
+        3 => (0usize..2, 1usize..4, 50u64..300).prop_map(|(sub, n, v)| Step::Lease(sub, n, v)),
         2 => prop::collection::vec(0usize..40, 1..3).prop_map(Step::Ack),
         1 => prop::collection::vec(0usize..40, 1..3).prop_map(Step::Nack),
         2 => (1u64..250).prop_map(Step::Advance),
@@ -57,25 +58,17 @@ struct M {
     key: i64,
 }
 
+/// One subscription's state in the model.
 #[derive(Default)]
-struct Model {
-    next_id: u64,
+struct SubModel {
     ready: Vec<M>,
     delayed: Vec<(u64, M)>,
     leased: HashMap<u64, (M, u64)>,
     tail: i64,
     head: i64,
-    dead: u64,
 }
 
-impl Model {
-    fn new() -> Self {
-        Model {
-            next_id: 1,
-            ..Model::default()
-        }
-    }
-
+impl SubModel {
     fn push_tail(&mut self, mut m: M) {
         self.tail += 1;
         m.key = self.tail;
@@ -95,7 +88,8 @@ impl Model {
     }
 
     /// Time-driven changes, in the order the broker makes them.
-    fn settle(&mut self, now: u64, max_deliveries: u32) {
+    /// Returns how many leases were dead-lettered.
+    fn settle(&mut self, now: u64, max_deliveries: u32) -> u64 {
         self.delayed.sort_by_key(|(due, m)| (*due, m.id));
         let (due, later): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(d, _)| *d <= now);
         self.delayed = later;
@@ -109,14 +103,16 @@ impl Model {
             .map(|(m, until)| (*until, *m))
             .collect();
         expired.sort_by_key(|(until, m)| (*until, m.id));
+        let mut dead = 0;
         for (_, m) in expired.iter().rev() {
             self.leased.remove(&m.id);
             if m.deliveries >= max_deliveries {
-                self.dead += 1;
+                dead += 1;
             } else {
                 self.push_head(*m);
             }
         }
+        dead
     }
 
     fn read(&mut self, max: usize, now: u64) -> Vec<M> {
@@ -139,6 +135,34 @@ impl Model {
         }
         picked
     }
+}
+
+/// The queue in the model: the default subscription (0) and "s1" (1).
+struct Model {
+    next_id: u64,
+    subs: [SubModel; 2],
+    dead: u64,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            next_id: 1,
+            subs: Default::default(),
+            dead: 0,
+        }
+    }
+
+    fn settle(&mut self, now: u64, max_deliveries: u32) {
+        for s in &mut self.subs {
+            self.dead += s.settle(now, max_deliveries);
+        }
+    }
+}
+
+/// The broker's name of model subscription `i`.
+fn sub_name(i: usize) -> Option<String> {
+    (i == 1).then(|| "s1".to_string())
 }
 
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Broker {
@@ -165,9 +189,10 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             ..SettingsPatch::default()
         };
         broker.configure(Q, patch).await.unwrap();
+        broker.subscribe(Q, "s1", StartAt::Latest).await.unwrap();
         let mut model = Model::new();
-        // Receipts handed out, by index; the model knows which are live.
-        let mut receipts: Vec<(String, u64, u64)> = Vec::new();
+        // Receipts handed out: (receipt, subscription, id, lease deadline).
+        let mut receipts: Vec<(String, usize, u64, u64)> = Vec::new();
         for step in steps {
             let now = clock.now_ms();
             model.settle(now, MAX_DELIVERIES);
@@ -193,24 +218,27 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         key: 0,
                     };
                     model.next_id += 1;
-                    match delay {
-                        Some(d) => model.delayed.push((now + d, m)),
-                        None if head => model.push_head(m),
-                        None => model.push_tail(m),
+                    for sub in &mut model.subs {
+                        match delay {
+                            Some(d) => sub.delayed.push((now + d, m)),
+                            None if head => sub.push_head(m),
+                            None => sub.push_tail(m),
+                        }
                     }
                 }
-                Step::Take(max) => {
+                Step::Take(which, max) => {
                     let got = broker
                         .take(
                             Q,
                             ReadOptions {
                                 max,
+                                subscription: sub_name(which),
                                 ..ReadOptions::default()
                             },
                         )
                         .await
                         .unwrap();
-                    let want = model.read(max, now);
+                    let want = model.subs[which].read(max, now);
                     let got_ids: Vec<(u64, u32)> =
                         got.iter().map(|m| (m.id, m.deliveries)).collect();
                     let want_ids: Vec<(u64, u32)> =
@@ -220,13 +248,14 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(m.body.to_vec(), format!("body-{}", m.id).into_bytes());
                     }
                 }
-                Step::Lease(max, vis) => {
+                Step::Lease(which, max, vis) => {
                     let got = broker
                         .lease(
                             Q,
                             LeaseOptions {
                                 read: ReadOptions {
                                     max,
+                                    subscription: sub_name(which),
                                     ..ReadOptions::default()
                                 },
                                 visibility: Duration::from_millis(vis),
@@ -235,64 +264,58 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         )
                         .await
                         .unwrap();
-                    let want = model.read(max, now);
+                    let want = model.subs[which].read(max, now);
                     let got_ids: Vec<(u64, u32)> =
                         got.iter().map(|m| (m.id, m.deliveries)).collect();
                     let want_ids: Vec<(u64, u32)> =
                         want.iter().map(|m| (m.id, m.deliveries)).collect();
                     prop_assert_eq!(got_ids, want_ids);
                     for (g, w) in got.iter().zip(want) {
-                        model.leased.insert(w.id, (w, now + vis));
-                        receipts.push((g.receipt.clone().unwrap(), w.id, now + vis));
+                        model.subs[which].leased.insert(w.id, (w, now + vis));
+                        receipts.push((g.receipt.clone().unwrap(), which, w.id, now + vis));
                     }
                 }
                 Step::Ack(idx) | Step::Nack(idx) if receipts.is_empty() => {
                     let _ = idx;
                 }
                 Step::Ack(idx) => {
-                    let chosen: Vec<&(String, u64, u64)> =
+                    let chosen: Vec<&(String, usize, u64, u64)> =
                         idx.iter().map(|i| &receipts[i % receipts.len()]).collect();
                     let rs: Vec<String> = chosen.iter().map(|r| r.0.clone()).collect();
                     let n = broker.ack(Q, &rs).await.unwrap();
                     let mut want = 0;
-                    let mut seen = Vec::new();
-                    for (_, id, until) in chosen {
-                        if seen.contains(id) {
-                            continue;
-                        }
-                        if model.leased.get(id).is_some_and(|(_, u)| u == until) {
-                            model.leased.remove(id);
+                    for (_, which, id, until) in chosen {
+                        let leased = &mut model.subs[*which].leased;
+                        if leased.get(id).is_some_and(|(_, u)| u == until) {
+                            leased.remove(id);
                             want += 1;
-                            seen.push(*id);
                         }
                     }
                     prop_assert_eq!(n, want);
                 }
                 Step::Nack(idx) => {
-                    let chosen: Vec<(String, u64, u64)> = idx
+                    let chosen: Vec<(String, usize, u64, u64)> = idx
                         .iter()
                         .map(|i| receipts[i % receipts.len()].clone())
                         .collect();
                     let rs: Vec<String> = chosen.iter().map(|r| r.0.clone()).collect();
                     let n = broker.nack(Q, &rs).await.unwrap();
-                    let live: Vec<M> = {
-                        let mut live = Vec::new();
-                        for (_, id, until) in &chosen {
-                            if let Some((m, u)) = model.leased.get(id) {
-                                if u == until && !live.iter().any(|l: &M| l.id == *id) {
-                                    live.push(*m);
-                                }
+                    let mut live: Vec<(usize, M)> = Vec::new();
+                    for (_, which, id, until) in &chosen {
+                        if let Some((m, u)) = model.subs[*which].leased.get(id) {
+                            if u == until && !live.iter().any(|(w, l)| w == which && l.id == *id) {
+                                live.push((*which, *m));
                             }
                         }
-                        live
-                    };
+                    }
                     prop_assert_eq!(n, live.len());
-                    for m in live.iter().rev() {
-                        model.leased.remove(&m.id);
+                    for (which, m) in live.iter().rev() {
+                        let sub = &mut model.subs[*which];
+                        sub.leased.remove(&m.id);
                         if m.deliveries >= MAX_DELIVERIES {
                             model.dead += 1;
                         } else {
-                            model.push_head(*m);
+                            sub.push_head(*m);
                         }
                     }
                 }
@@ -304,28 +327,43 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 Step::Restart => {
                     drop(broker);
                     broker = open(dir.path(), clock.clone());
-                    let mut back: Vec<(u64, M)> = model
-                        .leased
-                        .drain()
-                        .map(|(_, (m, until))| (until, m))
-                        .collect();
-                    back.sort_by_key(|(until, m)| (*until, m.id));
-                    for (_, m) in back.into_iter().rev() {
-                        model.push_head(m);
+                    for sub in &mut model.subs {
+                        let mut back: Vec<(u64, M)> = sub
+                            .leased
+                            .drain()
+                            .map(|(_, (m, until))| (until, m))
+                            .collect();
+                        back.sort_by_key(|(until, m)| (*until, m.id));
+                        for (_, m) in back.into_iter().rev() {
+                            sub.push_head(m);
+                        }
                     }
                     // Old receipts stay in the list: they must now ack nothing.
                     for r in &mut receipts {
-                        r.2 = u64::MAX;
+                        r.3 = u64::MAX;
                     }
                 }
             }
             let now = clock.now_ms();
             model.settle(now, MAX_DELIVERIES);
             let stats = broker.stats(Q).unwrap();
-            prop_assert_eq!(stats.ready, model.ready.len() as u64, "ready");
-            prop_assert_eq!(stats.in_flight, model.leased.len() as u64, "in flight");
-            prop_assert_eq!(stats.delayed, model.delayed.len() as u64, "delayed");
+            let d = &model.subs[0];
+            prop_assert_eq!(stats.ready, d.ready.len() as u64, "ready");
+            prop_assert_eq!(stats.in_flight, d.leased.len() as u64, "in flight");
+            prop_assert_eq!(stats.delayed, d.delayed.len() as u64, "delayed");
             prop_assert_eq!(stats.next_id, model.next_id, "next id");
+            let named = broker.subscriptions(Q).unwrap();
+            let s1 = &model.subs[1];
+            prop_assert_eq!(named.len(), 1);
+            prop_assert_eq!(
+                (named[0].ready, named[0].in_flight, named[0].delayed),
+                (
+                    s1.ready.len() as u64,
+                    s1.leased.len() as u64,
+                    s1.delayed.len() as u64
+                ),
+                "s1 counters"
+            );
             let dlq = broker
                 .stats(&format!("{Q}.dlq"))
                 .map(|s| s.ready)
@@ -337,7 +375,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn broker_matches_model(steps in prop::collection::vec(step(), 1..80)) {
