@@ -68,6 +68,9 @@ pub struct Broker {
 /// A lease owned by a session: `(queue, sub, id, token)`.
 type SessionLease = (String, String, u64, u64);
 
+/// A session's lease list is pruned of acked and expired leases from this length on.
+const SESSION_PRUNE_AT: usize = 64;
+
 struct Inner {
     state: Mutex<State>,
     storage: Arc<dyn Storage>,
@@ -266,6 +269,13 @@ impl Broker {
                     let mut sessions = self.inner.sessions.lock();
                     let owned = sessions.entry(session).or_default();
                     for p in &picked {
+                        // A long session acks most of what it leases: before the list
+                        // grows, forget leases that are no longer live (amortised O(1)).
+                        if owned.len() >= SESSION_PRUNE_AT && owned.len() == owned.capacity() {
+                            let st = self.inner.state.lock();
+                            let now = self.inner.clock.now_ms();
+                            owned.retain(|(q, s, id, t)| st.live_lease(q, s, *id, *t, now));
+                        }
                         if let Some(token) = p.token {
                             owned.push((queue.to_string(), sub.to_string(), p.meta.id, token));
                         }

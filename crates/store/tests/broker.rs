@@ -338,3 +338,38 @@ async fn racing_long_polls_and_pushes_deliver_each_message_once() {
     ids.sort_unstable();
     assert_eq!(ids, (1..=1000).collect::<Vec<u64>>());
 }
+
+#[tokio::test]
+async fn a_long_session_keeps_only_its_live_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), Arc::new(ManualClock::new(1_000_000)));
+    let lease = |b: Broker| async move {
+        b.lease(
+            "long",
+            LeaseOptions {
+                read: read(1),
+                visibility: Duration::from_secs(600),
+                session: Some(9),
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let msgs = (0..300).map(|i| NewMessage::new(format!("{i}"))).collect();
+    b.push("long", msgs).await.unwrap();
+    // Keep every 50th lease open; ack the rest, across several prunings of the list.
+    let mut open_ids = Vec::new();
+    for i in 0..300 {
+        let got = lease(b.clone()).await;
+        if i % 50 == 0 {
+            open_ids.push(got[0].id);
+        } else {
+            let receipt = got[0].receipt.clone().unwrap();
+            assert_eq!(b.ack("long", &[receipt]).await.unwrap(), 1);
+        }
+    }
+    assert_eq!(b.stats("long").unwrap().in_flight, 6);
+    assert_eq!(b.end_session(9).await.unwrap(), 6);
+    let back = b.take("long", read(10)).await.unwrap();
+    assert_eq!(back.iter().map(|m| m.id).collect::<Vec<_>>(), open_ids);
+}
