@@ -300,3 +300,31 @@ async fn sigterm_does_not_wait_for_idle_long_polls() {
     assert!(status.success(), "{status}");
     let _ = poll.await;
 }
+
+/// The relaxed fsync modes acknowledge once the bytes are written to the OS, so a killed
+/// process (not a power cut) still loses nothing; and a graceful stop syncs everything.
+#[tokio::test]
+async fn relaxed_fsync_modes_keep_acknowledged_pushes_across_a_process_crash() {
+    for mode in ["interval:20", "never"] {
+        let mut s = TestServer::start(&["--fsync", mode]).await;
+        for i in 0..50 {
+            s.push("relaxed", &format!("m{i}")).await;
+        }
+        crash_and_restart(&mut s).await;
+        for i in 50..60 {
+            s.push("relaxed", &format!("m{i}")).await;
+        }
+        let status = s.terminate().await;
+        assert!(
+            status.success(),
+            "{mode}: graceful stop exits 0: {status:?}"
+        );
+        s.restart().await;
+        let got = s.take("relaxed", 100).await;
+        assert_eq!(
+            ids(&got),
+            (1..=60).collect::<Vec<u64>>(),
+            "{mode}: every acknowledged push survives"
+        );
+    }
+}
