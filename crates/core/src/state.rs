@@ -698,10 +698,6 @@ impl State {
                     }
                 }
             }
-        } else if let Some(max) = settings.max_length {
-            if pushes.len() as u64 > max {
-                return Err(Error::QueueFull(queue.to_string()));
-            }
         }
         ops.extend(pushes);
         Ok((ops, outcomes))

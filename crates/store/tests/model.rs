@@ -175,6 +175,18 @@ fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Broker {
 
 const MAX_DELIVERIES: u32 = 3;
 
+/// A read's reply matches the model's: same ids and delivery counts in the same order,
+/// and each body is the one pushed with that id.
+fn same_messages(got: &[Message], want: &[M]) -> Result<(), TestCaseError> {
+    let got_ids: Vec<(u64, u32)> = got.iter().map(|m| (m.id, m.deliveries)).collect();
+    let want_ids: Vec<(u64, u32)> = want.iter().map(|m| (m.id, m.deliveries)).collect();
+    prop_assert_eq!(got_ids, want_ids);
+    for m in got {
+        prop_assert_eq!(m.body.to_vec(), format!("body-{}", m.id).into_bytes());
+    }
+    Ok(())
+}
+
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,14 +251,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .await
                         .unwrap();
                     let want = model.subs[which].read(max, now);
-                    let got_ids: Vec<(u64, u32)> =
-                        got.iter().map(|m| (m.id, m.deliveries)).collect();
-                    let want_ids: Vec<(u64, u32)> =
-                        want.iter().map(|m| (m.id, m.deliveries)).collect();
-                    prop_assert_eq!(got_ids, want_ids);
-                    for m in &got {
-                        prop_assert_eq!(m.body.to_vec(), format!("body-{}", m.id).into_bytes());
-                    }
+                    same_messages(&got, &want)?;
                 }
                 Step::Lease(which, max, vis) => {
                     let got = broker
@@ -265,11 +270,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .await
                         .unwrap();
                     let want = model.subs[which].read(max, now);
-                    let got_ids: Vec<(u64, u32)> =
-                        got.iter().map(|m| (m.id, m.deliveries)).collect();
-                    let want_ids: Vec<(u64, u32)> =
-                        want.iter().map(|m| (m.id, m.deliveries)).collect();
-                    prop_assert_eq!(got_ids, want_ids);
+                    same_messages(&got, &want)?;
                     for (g, w) in got.iter().zip(want) {
                         model.subs[which].leased.insert(w.id, (w, now + vis));
                         receipts.push((g.receipt.clone().unwrap(), which, w.id, now + vis));
