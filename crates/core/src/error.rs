@@ -28,6 +28,10 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// Free disk space is below the watermark (or the disk is full): pushes are refused
+    /// until space comes back; reads, acks and purges go on.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     /// The store failed; the broker stops accepting writes.
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
@@ -45,6 +49,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::QueueFull(_) => "queue_full",
             Error::TooLarge { .. } => "too_large",
+            Error::DiskFull(_) => "disk_full",
             Error::Storage(_) => "storage_error",
             Error::Unavailable(_) => "unavailable",
         }

@@ -17,4 +17,4 @@ pub use broker::{Broker, BrokerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use model::*;
-pub use storage::{Location, Op, Storage, StorageError, Ticket};
+pub use storage::{Location, Op, PinnedRecord, RecordSource, Storage, StorageError, Ticket};

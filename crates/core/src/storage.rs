@@ -205,6 +205,15 @@ pub enum StorageError {
     /// The writer failed earlier; nothing more can be made durable.
     #[error("store failed: {0}")]
     Failed(String),
+    /// The disk is full, or below the free-space watermark: this append was refused, but
+    /// the store is healthy and earlier appends are intact. Not fatal: appends succeed
+    /// again once space comes back.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// A record or checkpoint was written by a format this build does not know (a newer
+    /// Godwit, or damage with a valid checksum). Recovery stops and deletes nothing.
+    #[error("unknown format: {0}")]
+    UnknownFormat(String),
 }
 
 impl StorageError {
@@ -280,6 +289,53 @@ pub trait CheckpointWriter: Write + Send {
     fn commit(self: Box<Self>, live_segments: BTreeSet<u32>) -> Result<(), StorageError>;
 }
 
+/// Reads one message record back; obtained with [`Storage::pin`] while the core holds
+/// its lock, so the record stays readable even if reclamation deletes its segment
+/// before the read runs.
+pub trait RecordSource: Send + Sync {
+    /// Reads the record at `at`.
+    fn read_at(&self, at: Location) -> Result<PushRecord, StorageError>;
+}
+
+/// A record pinned for a later read (see [`Storage::pin`]).
+#[derive(Clone)]
+pub struct PinnedRecord {
+    source: std::sync::Arc<dyn RecordSource>,
+    at: Location,
+}
+
+impl PinnedRecord {
+    /// Pins `at` in `source`.
+    pub fn new(source: std::sync::Arc<dyn RecordSource>, at: Location) -> Self {
+        Self { source, at }
+    }
+
+    /// Reads the pinned record.
+    pub fn read(&self) -> Result<PushRecord, StorageError> {
+        self.source.read_at(self.at)
+    }
+
+    /// Where the record is.
+    pub fn location(&self) -> Location {
+        self.at
+    }
+}
+
+impl std::fmt::Debug for PinnedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedRecord").field("at", &self.at).finish()
+    }
+}
+
+/// A record already read, for stores without files to pin.
+struct ReadRecord(PushRecord);
+
+impl RecordSource for ReadRecord {
+    fn read_at(&self, _at: Location) -> Result<PushRecord, StorageError> {
+        Ok(self.0.clone())
+    }
+}
+
 /// One atomic group of ops found during recovery, each with its location.
 pub type ReplayGroup = Vec<(Op, Location)>;
 
@@ -302,6 +358,27 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Reads a message record back by location.
     fn read(&self, at: Location) -> Result<PushRecord, StorageError>;
+
+    /// Pins the record at `at` so a later [`PinnedRecord::read`] finds it even if its
+    /// segment is reclaimed in between. Called under the core's lock, so it must be
+    /// cheap (no I/O in a store with files: take a handle). The default reads at once.
+    fn pin(&self, at: Location) -> Result<PinnedRecord, StorageError> {
+        let rec = self.read(at)?;
+        Ok(PinnedRecord::new(std::sync::Arc::new(ReadRecord(rec)), at))
+    }
+
+    /// `Some(why)` once the store has failed (a write or sync error, whatever the fsync
+    /// policy): nothing more can be made durable until a restart.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
+    /// `Some(why)` while free disk space is below the store's watermark: the core then
+    /// refuses pushes (which add data) and keeps serving takes, acks and purges (which
+    /// free it). Must be cheap: a cached reading, refreshed by the store.
+    fn disk_low(&self) -> Option<String> {
+        None
+    }
 
     /// A ticket that resolves once everything appended so far is on disk (forcing a
     /// sync whatever the fsync policy).

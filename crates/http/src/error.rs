@@ -82,6 +82,7 @@ impl From<godwit_core::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::QueueFull(_) => StatusCode::CONFLICT,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            E::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             E::Storage(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, err.code(), err.to_string())
