@@ -1,19 +1,23 @@
 //! The Godwit broker core: the one model every face (HTTP, RESP, memcache) maps onto.
 //!
 //! What lives here: queues and their settings, messages and their delivery state
-//! ([`state`]), the async [`Broker`] facade that frontends call, and the [`storage`]
-//! boundary a durable store implements. What does not: sockets, protocol types, or any
-//! knowledge of files — those belong to frontends and stores.
+//! ([`state`]), the log's vocabulary ([`op`]), the async [`Broker`] facade that faces
+//! call (with [`Delivery`] and [`Session`]), validation of everything a client sends
+//! ([`validate`]), and the [`storage`] boundary a durable store implements, with two
+//! doubles for tests ([`storage::memory`], [`storage::faulty`]). What does not: sockets,
+//! protocol types, or any knowledge of files — those belong to faces and stores.
 
 pub mod broker;
 pub mod clock;
 pub mod error;
 pub mod model;
 pub mod name;
+pub mod op;
 pub mod state;
 pub mod storage;
+pub mod validate;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{Broker, BrokerConfig, Delivery, Session};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use model::*;

@@ -7,6 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// The longest duration any client may ask for, in milliseconds (100 years): delays,
+/// TTLs, visibility timeouts, dedup windows and log retention ages above it are refused,
+/// so no time sum can overflow.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+/// Longest dedup id, in bytes.
+pub const MAX_DEDUP_ID_BYTES: usize = 255;
+
 /// Priority given to messages that do not ask for one.
 pub const DEFAULT_PRIORITY: u8 = 4;
 /// Highest priority; priorities run 0..=9 and higher is delivered first.
@@ -78,29 +85,70 @@ pub struct Message {
     /// Headers given at push.
     pub headers: BTreeMap<String, String>,
     /// The receipt that acks or nacks this lease; `None` for take and peek.
-    pub receipt: Option<String>,
+    pub receipt: Option<Receipt>,
+}
+
+/// Names one lease: what ack, nack and extend take. Its text form
+/// (`<token hex>.<id>.<subscription>`) is what faces hand to clients; a receipt from
+/// before a restart, or for a lease that expired, names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    pub(crate) token: u64,
+    pub(crate) id: u64,
+    pub(crate) sub: String,
+}
+
+impl Receipt {
+    /// The leased message's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The subscription the lease belongs to ("" for the default one).
+    pub fn subscription(&self) -> &str {
+        &self.sub
+    }
+}
+
+impl std::fmt::Display for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}.{}.{}", self.token, self.id, self.sub)
+    }
+}
+
+impl std::str::FromStr for Receipt {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || crate::Error::InvalidArgument(format!("{s:?} is not a receipt"));
+        let mut parts = s.splitn(3, '.');
+        let token = u64::from_str_radix(parts.next().ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        let id = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let sub = parts.next().ok_or_else(bad)?.to_string();
+        Ok(Receipt { token, id, sub })
+    }
 }
 
 /// Where a read comes from and how long it may wait.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// At most this many messages (at least 1 is used).
+    /// At most this many messages: 1 ..= the broker's `max_batch`, else refused.
     pub max: usize,
-    /// Wait up to this long for a first message when none is ready.
+    /// Wait up to this long for a first message when none is ready (at most the
+    /// broker's `max_wait`, else refused).
     pub wait: Duration,
     /// A named subscription, or `None` for the queue's default one.
     pub subscription: Option<String>,
 }
 
-/// A lease request: a read plus a visibility timeout and optional owning session.
+/// A lease request: a read plus a visibility timeout (1 ms ..= [`MAX_DURATION_MS`]).
+/// Leases taken through a [`crate::Session`] also end with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseOptions {
     /// What to read.
     pub read: ReadOptions,
     /// How long the lease hides the message before it becomes ready again.
     pub visibility: Duration,
-    /// When set, the lease is released as soon as that session ends.
-    pub session: Option<SessionId>,
 }
 
 /// How a queue keeps messages.
@@ -124,7 +172,7 @@ pub struct Retention {
     /// Log retention drops messages older than this many milliseconds.
     #[serde(default)]
     pub max_age_ms: Option<u64>,
-    /// Log retention keeps at most this many stored bytes.
+    /// Log retention keeps at most this many body bytes.
     #[serde(default)]
     pub max_bytes: Option<u64>,
     /// Log retention keeps at most this many messages.
@@ -163,7 +211,8 @@ pub struct QueueSettings {
     pub retention: Retention,
     /// Most ready+delayed+in-flight messages of the default subscription; `None` is unbounded.
     pub max_length: Option<u64>,
-    /// Most stored bytes of the default subscription; `None` is unbounded.
+    /// Most body bytes held by the default subscription (ready, delayed and in flight);
+    /// `None` is unbounded.
     pub max_bytes: Option<u64>,
     /// What a push to a full queue does.
     pub overflow: Overflow,
@@ -290,7 +339,7 @@ pub struct QueueStats {
     pub in_flight: u64,
     /// Delayed messages of the default subscription.
     pub delayed: u64,
-    /// Stored bytes of the default subscription's messages.
+    /// Body bytes of the default subscription's messages (ready, delayed, in flight).
     pub bytes: u64,
     /// Messages accepted since the queue was created (duplicates not counted).
     pub total_pushed: u64,

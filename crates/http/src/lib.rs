@@ -10,6 +10,7 @@
 //! `POST /v1/queues/{queue}/messages` (the name is lower-cased, as HTTP header names
 //! are case-insensitive), and in the `headers` object of batch items and replies.
 
+mod delivered;
 pub mod error;
 pub mod extract;
 mod fallback;

@@ -70,7 +70,13 @@ async fn takes(b: &Broker, batch: usize) -> f64 {
             max: batch,
             ..ReadOptions::default()
         };
-        let got = b.take(&format!("bench-{}", q % 4), opts).await.unwrap();
+        let got = b
+            .take(&format!("bench-{}", q % 4), opts)
+            .await
+            .unwrap()
+            .into_messages()
+            .await
+            .unwrap();
         if got.is_empty() {
             q += 1;
             if q > 8 {

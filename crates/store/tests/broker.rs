@@ -36,7 +36,13 @@ async fn push_take_lease_ack_survive_restart() {
     let out = b.push("jobs", msgs).await.unwrap();
     assert_eq!(out.first().unwrap().id, 1);
     assert_eq!(out.last().unwrap().id, 50);
-    let taken = b.take("jobs", read(10)).await.unwrap();
+    let taken = b
+        .take("jobs", read(10))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     assert_eq!(bodies(&taken)[0], "m0");
     let leased = b
         .lease(
@@ -44,14 +50,16 @@ async fn push_take_lease_ack_survive_restart() {
             LeaseOptions {
                 read: read(5),
                 visibility: Duration::from_secs(30),
-                session: None,
             },
         )
+        .await
+        .unwrap()
+        .into_messages()
         .await
         .unwrap();
     assert_eq!(leased.len(), 5);
     assert_eq!(leased[0].id, 11);
-    let receipts: Vec<String> = leased.iter().filter_map(|m| m.receipt.clone()).collect();
+    let receipts: Vec<Receipt> = leased.iter().filter_map(|m| m.receipt.clone()).collect();
     assert_eq!(b.ack("jobs", &receipts[..2]).await.unwrap(), 2);
     assert_eq!(b.ack("jobs", &receipts[..2]).await.unwrap(), 0);
     b.checkpoint().await.unwrap();
@@ -66,7 +74,13 @@ async fn push_take_lease_ack_survive_restart() {
     assert_eq!(s.ready, 39);
     assert_eq!(s.in_flight, 0);
     assert_eq!(s.next_id, 52);
-    let all = b.take("jobs", read(100)).await.unwrap();
+    let all = b
+        .take("jobs", read(100))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     let ids: Vec<u64> = all.iter().map(|m| m.id).collect();
     assert_eq!(&ids[..3], &[13, 14, 15]);
     assert_eq!(all[0].deliveries, 2);
@@ -108,7 +122,13 @@ async fn consumed_segments_are_reclaimed_and_a_pinning_message_is_moved_forward(
     }
     let before = segment_files(dir.path());
     assert!(before > 5, "expected many 4 KiB segments, got {before}");
-    let taken = b.take("jobs", read(1000)).await.unwrap();
+    let taken = b
+        .take("jobs", read(1000))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 200);
     let copied = b.compact().await.unwrap();
     assert_eq!(copied, 1, "only the pinning message is copied forward");
@@ -122,7 +142,13 @@ async fn consumed_segments_are_reclaimed_and_a_pinning_message_is_moved_forward(
     let b = open(dir.path(), clock.clone());
     assert_eq!(b.stats("jobs").unwrap().delayed, 1);
     clock.advance(3_600_000);
-    let got = b.take("jobs", read(10)).await.unwrap();
+    let got = b
+        .take("jobs", read(10))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     assert_eq!(bodies(&got), vec!["pinned"]);
     assert_eq!(got[0].id, 1);
 }
@@ -144,17 +170,53 @@ async fn fan_out_subscriptions_and_log_retention() {
         subscription: Some(name.to_string()),
         ..ReadOptions::default()
     };
-    assert_eq!(bodies(&b.take("t", sub("a")).await.unwrap()), ["m1", "m2"]);
     assert_eq!(
-        bodies(&b.take("t", sub("b")).await.unwrap()),
+        bodies(
+            &b.take("t", sub("a"))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
+        ["m1", "m2"]
+    );
+    assert_eq!(
+        bodies(
+            &b.take("t", sub("b"))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
         ["before", "m1", "m2"]
     );
     // The default subscription still has all three; seeking "a" back replays them.
     b.seek("t", "a", 2).await.unwrap();
     drop(b);
     let b = open(dir.path(), clock.clone());
-    assert_eq!(bodies(&b.take("t", sub("a")).await.unwrap()), ["m1", "m2"]);
-    assert_eq!(b.take("t", read(10)).await.unwrap().len(), 3);
+    assert_eq!(
+        bodies(
+            &b.take("t", sub("a"))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
+        ["m1", "m2"]
+    );
+    assert_eq!(
+        b.take("t", read(10))
+            .await
+            .unwrap()
+            .into_messages()
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(b.take("t", sub("missing")).await.is_err());
 
     // Log retention keeps the last 3 whatever was consumed.
@@ -175,7 +237,14 @@ async fn fan_out_subscriptions_and_log_retention() {
     }
     assert_eq!(b.stats("log").unwrap().log_messages, 3);
     assert_eq!(
-        bodies(&b.take("log", read(10)).await.unwrap()),
+        bodies(
+            &b.take("log", read(10))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
         ["e3", "e4", "e5"]
     );
     b.subscribe("log", "replay", StartAt::Earliest)
@@ -184,7 +253,14 @@ async fn fan_out_subscriptions_and_log_retention() {
     drop(b);
     let b = open(dir.path(), clock);
     assert_eq!(
-        bodies(&b.take("log", sub("replay")).await.unwrap()),
+        bodies(
+            &b.take("log", sub("replay"))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
         ["e3", "e4", "e5"]
     );
 }
@@ -222,7 +298,17 @@ async fn dedup_window_overflow_pause_sessions_and_long_poll() {
     assert!(matches!(full, Err(Error::QueueFull(_))), "{full:?}");
     b.configure("cap", cap(Overflow::DropOldest)).await.unwrap();
     b.push("cap", vec![NewMessage::new("3")]).await.unwrap();
-    assert_eq!(bodies(&b.take("cap", read(10)).await.unwrap()), ["2", "3"]);
+    assert_eq!(
+        bodies(
+            &b.take("cap", read(10))
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        ),
+        ["2", "3"]
+    );
 
     // Paused queues accept but deliver nothing until resumed.
     let pause = |paused| SettingsPatch {
@@ -231,27 +317,59 @@ async fn dedup_window_overflow_pause_sessions_and_long_poll() {
     };
     b.configure("p", pause(true)).await.unwrap();
     b.push("p", vec![NewMessage::new("x")]).await.unwrap();
-    assert!(b.take("p", read(1)).await.unwrap().is_empty());
+    assert!(b
+        .take("p", read(1))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap()
+        .is_empty());
     b.configure("p", pause(false)).await.unwrap();
-    assert_eq!(b.take("p", read(1)).await.unwrap().len(), 1);
+    assert_eq!(
+        b.take("p", read(1))
+            .await
+            .unwrap()
+            .into_messages()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // A session's leases come back as soon as it ends.
     b.push("s", vec![NewMessage::new("job")]).await.unwrap();
-    let leased = b
+    let session = b.open_session();
+    let leased = session
         .lease(
             "s",
             LeaseOptions {
                 read: read(1),
                 visibility: Duration::from_secs(600),
-                session: Some(7),
             },
         )
         .await
+        .unwrap()
+        .into_messages()
+        .await
         .unwrap();
     assert_eq!(leased.len(), 1);
-    assert!(b.take("s", read(1)).await.unwrap().is_empty());
-    assert_eq!(b.end_session(7).await.unwrap(), 1);
-    let back = b.take("s", read(1)).await.unwrap();
+    assert!(b
+        .take("s", read(1))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(session.end(), 1);
+    let back = b
+        .take("s", read(1))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     assert_eq!((back[0].id, back[0].deliveries), (1, 2));
 
     // A long-poll is woken by a push from another task.
@@ -275,6 +393,9 @@ async fn dedup_window_overflow_pause_sessions_and_long_poll() {
         .await
         .expect("the waiter returns well before its 20 s wait")
         .unwrap()
+        .unwrap()
+        .into_messages()
+        .await
         .unwrap();
     assert_eq!(bodies(&got), ["wake"]);
 }
@@ -298,6 +419,9 @@ async fn racing_long_polls_and_pushes_deliver_each_message_once() {
                 };
                 got.extend(
                     b.take("race", opts)
+                        .await
+                        .unwrap()
+                        .into_messages()
                         .await
                         .unwrap()
                         .into_iter()
@@ -332,6 +456,9 @@ async fn racing_long_polls_and_pushes_deliver_each_message_once() {
         b.take("race", read(1000))
             .await
             .unwrap()
+            .into_messages()
+            .await
+            .unwrap()
             .iter()
             .map(|m| m.id),
     );
@@ -343,24 +470,23 @@ async fn racing_long_polls_and_pushes_deliver_each_message_once() {
 async fn a_long_session_keeps_only_its_live_leases() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path(), Arc::new(ManualClock::new(1_000_000)));
-    let lease = |b: Broker| async move {
-        b.lease(
-            "long",
-            LeaseOptions {
-                read: read(1),
-                visibility: Duration::from_secs(600),
-                session: Some(9),
-            },
-        )
-        .await
-        .unwrap()
+    let session = b.open_session();
+    let opts = LeaseOptions {
+        read: read(1),
+        visibility: Duration::from_secs(600),
     };
     let msgs = (0..300).map(|i| NewMessage::new(format!("{i}"))).collect();
     b.push("long", msgs).await.unwrap();
     // Keep every 50th lease open; ack the rest, across several prunings of the list.
     let mut open_ids = Vec::new();
     for i in 0..300 {
-        let got = lease(b.clone()).await;
+        let got = session
+            .lease("long", opts.clone())
+            .await
+            .unwrap()
+            .into_messages()
+            .await
+            .unwrap();
         if i % 50 == 0 {
             open_ids.push(got[0].id);
         } else {
@@ -369,7 +495,13 @@ async fn a_long_session_keeps_only_its_live_leases() {
         }
     }
     assert_eq!(b.stats("long").unwrap().in_flight, 6);
-    assert_eq!(b.end_session(9).await.unwrap(), 6);
-    let back = b.take("long", read(10)).await.unwrap();
+    assert_eq!(session.end(), 6);
+    let back = b
+        .take("long", read(10))
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
     assert_eq!(back.iter().map(|m| m.id).collect::<Vec<_>>(), open_ids);
 }

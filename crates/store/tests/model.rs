@@ -112,6 +112,8 @@ impl SubModel {
                 self.push_head(*m);
             }
         }
+        // Expired messages leave eagerly (the broker's expiry index).
+        self.ready.retain(|m| m.expires == 0 || now < m.expires);
         dead
     }
 
@@ -204,7 +206,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         broker.subscribe(Q, "s1", StartAt::Latest).await.unwrap();
         let mut model = Model::new();
         // Receipts handed out: (receipt, subscription, id, lease deadline).
-        let mut receipts: Vec<(String, usize, u64, u64)> = Vec::new();
+        let mut receipts: Vec<(Receipt, usize, u64, u64)> = Vec::new();
         for step in steps {
             let now = clock.now_ms();
             model.settle(now, MAX_DELIVERIES);
@@ -249,6 +251,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                             },
                         )
                         .await
+                        .unwrap()
+                        .into_messages()
+                        .await
                         .unwrap();
                     let want = model.subs[which].read(max, now);
                     same_messages(&got, &want)?;
@@ -264,9 +269,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                                     ..ReadOptions::default()
                                 },
                                 visibility: Duration::from_millis(vis),
-                                session: None,
                             },
                         )
+                        .await
+                        .unwrap()
+                        .into_messages()
                         .await
                         .unwrap();
                     let want = model.subs[which].read(max, now);
@@ -280,9 +287,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     let _ = idx;
                 }
                 Step::Ack(idx) => {
-                    let chosen: Vec<&(String, usize, u64, u64)> =
+                    let chosen: Vec<&(Receipt, usize, u64, u64)> =
                         idx.iter().map(|i| &receipts[i % receipts.len()]).collect();
-                    let rs: Vec<String> = chosen.iter().map(|r| r.0.clone()).collect();
+                    let rs: Vec<Receipt> = chosen.iter().map(|r| r.0.clone()).collect();
                     let n = broker.ack(Q, &rs).await.unwrap();
                     let mut want = 0;
                     for (_, which, id, until) in chosen {
@@ -295,11 +302,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(n, want);
                 }
                 Step::Nack(idx) => {
-                    let chosen: Vec<(String, usize, u64, u64)> = idx
+                    let chosen: Vec<(Receipt, usize, u64, u64)> = idx
                         .iter()
                         .map(|i| receipts[i % receipts.len()].clone())
                         .collect();
-                    let rs: Vec<String> = chosen.iter().map(|r| r.0.clone()).collect();
+                    let rs: Vec<Receipt> = chosen.iter().map(|r| r.0.clone()).collect();
                     let n = broker.nack(Q, &rs).await.unwrap();
                     let mut live: Vec<(usize, M)> = Vec::new();
                     for (_, which, id, until) in &chosen {

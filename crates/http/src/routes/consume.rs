@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
-use godwit_core::{LeaseOptions, ReadOptions};
+use godwit_core::{LeaseOptions, ReadOptions, Receipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -121,9 +122,14 @@ fn read_options(
 ) -> Result<ReadOptions, ApiError> {
     Ok(ReadOptions {
         max: max_messages(app, max)?,
-        wait: Duration::from_millis(wait_ms.unwrap_or(0)).min(app.broker.config().max_wait),
+        wait: Duration::from_millis(wait_ms.unwrap_or(0)),
         subscription: subscription(sub)?,
     })
+}
+
+/// Parses receipts; one that does not parse names no lease, like a stale one.
+fn receipts(texts: &[String]) -> Vec<Receipt> {
+    texts.iter().filter_map(|t| t.parse().ok()).collect()
 }
 
 fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
@@ -153,10 +159,9 @@ pub async fn take(
     State(app): State<AppState>,
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<TakeQuery>,
-) -> Result<Json<MessagesReply>, ApiError> {
+) -> Result<Response, ApiError> {
     let opts = read_options(&app, query.max, query.wait_ms, query.subscription)?;
-    let messages = app.broker.take(&queue, opts).await?;
-    Ok(Json(MessagesReply::new(messages)))
+    crate::delivered::reply(app.broker.take(&queue, opts).await?)
 }
 
 /// Leases up to `max` messages for `visibility_ms`; each carries a `receipt` to ack,
@@ -176,14 +181,12 @@ pub async fn lease(
     State(app): State<AppState>,
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<LeaseQuery>,
-) -> Result<Json<MessagesReply>, ApiError> {
+) -> Result<Response, ApiError> {
     let opts = LeaseOptions {
         read: read_options(&app, query.max, query.wait_ms, query.subscription)?,
         visibility: visibility(&app, query.visibility_ms)?,
-        session: None,
     };
-    let messages = app.broker.lease(&queue, opts).await?;
-    Ok(Json(MessagesReply::new(messages)))
+    crate::delivered::reply(app.broker.lease(&queue, opts).await?)
 }
 
 /// Acks leases: the messages are consumed. Stale receipts ack nothing.
@@ -203,7 +206,7 @@ pub async fn ack(
     QueueName(queue): QueueName,
     ApiJson(request): ApiJson<ReceiptsRequest>,
 ) -> Result<Json<AckReply>, ApiError> {
-    let acked = app.broker.ack(&queue, &request.receipts).await?;
+    let acked = app.broker.ack(&queue, &receipts(&request.receipts)).await?;
     Ok(Json(AckReply { acked }))
 }
 
@@ -225,7 +228,10 @@ pub async fn nack(
     QueueName(queue): QueueName,
     ApiJson(request): ApiJson<ReceiptsRequest>,
 ) -> Result<Json<NackReply>, ApiError> {
-    let nacked = app.broker.nack(&queue, &request.receipts).await?;
+    let nacked = app
+        .broker
+        .nack(&queue, &receipts(&request.receipts))
+        .await?;
     Ok(Json(NackReply { nacked }))
 }
 
@@ -249,7 +255,7 @@ pub async fn extend(
     let visibility = visibility(&app, request.visibility_ms)?;
     let extended = app
         .broker
-        .extend(&queue, &request.receipts, visibility)
+        .extend(&queue, &receipts(&request.receipts), visibility)
         .await?;
     Ok(Json(ExtendReply { extended }))
 }

@@ -6,186 +6,12 @@
 //! ops, reads message records back, and keeps checkpoints; it never interprets queue
 //! semantics. The embedded log store and a later PostgreSQL store both implement it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::model::{QueueSettings, StartAt};
-
-/// Where a message record lives in the store: opaque to the core except as a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Location {
-    /// Segment (file) number.
-    pub segment: u32,
-    /// Byte offset of the record in its segment.
-    pub offset: u32,
-    /// Length of the whole record in bytes.
-    pub len: u32,
-}
-
-/// A message as stored: everything a push decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushRecord {
-    /// Queue name.
-    pub queue: String,
-    /// Id within the queue.
-    pub id: u64,
-    /// Push time, ms since the epoch.
-    pub created_at_ms: u64,
-    /// 0..=9.
-    pub priority: u8,
-    /// Not delivered before this time (ms); equal to `created_at_ms` when not delayed.
-    pub not_before_ms: u64,
-    /// Never delivered from this time on (ms); 0 means never expires.
-    pub expires_at_ms: u64,
-    /// Optional dedup id.
-    pub dedup_id: Option<String>,
-    /// Headers.
-    pub headers: BTreeMap<String, String>,
-    /// The body.
-    pub body: Bytes,
-    /// Goes to the head of the ready order instead of the tail.
-    pub at_head: bool,
-}
-
-/// Why a message left a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RemoveReason {
-    /// Delivered and removed at once.
-    Taken,
-    /// A lease was acked.
-    Acked,
-    /// Its TTL passed.
-    Expired,
-    /// Dropped to make room in a full queue.
-    Overflow,
-}
-
-/// One durable change. A list of ops handed to [`Storage::append`] is atomic: after a
-/// crash either all of it is replayed or none.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// A new message (creates the queue if needed).
-    Push(PushRecord),
-    /// Messages leave one subscription.
-    Remove {
-        /// Queue name.
-        queue: String,
-        /// Subscription name ("" is the default one).
-        sub: String,
-        /// Message ids.
-        ids: Vec<u64>,
-        /// Why.
-        reason: RemoveReason,
-    },
-    /// Delayed messages whose time came join the tail of their subscription's ready
-    /// order, in the given order.
-    Promote {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-        /// Message ids.
-        ids: Vec<u64>,
-    },
-    /// Messages are leased: delivery count raised, hidden until `until_ms`.
-    Lease {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-        /// Message ids.
-        ids: Vec<u64>,
-        /// Lease deadline, ms.
-        until_ms: u64,
-        /// Lease token of the first id; the next ids get consecutive tokens.
-        first_token: u64,
-    },
-    /// Leased messages return to the head of the ready order (nack, timeout, session end).
-    Release {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-        /// Message ids, the first ends up first.
-        ids: Vec<u64>,
-    },
-    /// A message moves from one queue's subscription to another queue as a new message
-    /// that shares the stored record (dead letters; later `LMOVE`).
-    Move {
-        /// Source queue.
-        queue: String,
-        /// Source subscription.
-        sub: String,
-        /// Source id.
-        id: u64,
-        /// Destination queue.
-        to: String,
-        /// Id in the destination queue.
-        new_id: u64,
-        /// True when this is a dead-lettering.
-        dead_letter: bool,
-    },
-    /// New settings for a queue (creates it if needed).
-    Configure {
-        /// Queue name.
-        queue: String,
-        /// The whole new settings.
-        settings: QueueSettings,
-    },
-    /// Every message of every subscription and the log is dropped; ids keep rising.
-    Purge {
-        /// Queue name.
-        queue: String,
-    },
-    /// The queue is deleted with its subscriptions; its id counter is remembered.
-    DropQueue {
-        /// Queue name.
-        queue: String,
-    },
-    /// A named subscription is created.
-    Subscribe {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-        /// Where it starts.
-        start: StartAt,
-    },
-    /// A subscription's position moves: it will deliver retained messages from `id` on.
-    Seek {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-        /// First id to deliver.
-        id: u64,
-    },
-    /// A named subscription is deleted.
-    Unsubscribe {
-        /// Queue name.
-        queue: String,
-        /// Subscription name.
-        sub: String,
-    },
-    /// Log retention: messages with ids below `below` leave the queue's log.
-    Trim {
-        /// Queue name.
-        queue: String,
-        /// First id kept.
-        below: u64,
-    },
-    /// A live record copied forward by compaction; its new location replaces `from`.
-    Relocate {
-        /// The old location.
-        from: Location,
-        /// The record, unchanged.
-        push: PushRecord,
-    },
-}
+pub use crate::op::{Location, Op, PushRecord, RemoveReason};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -323,7 +149,9 @@ impl PinnedRecord {
 
 impl std::fmt::Debug for PinnedRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedRecord").field("at", &self.at).finish()
+        f.debug_struct("PinnedRecord")
+            .field("at", &self.at)
+            .finish()
     }
 }
 
@@ -394,4 +222,18 @@ pub trait Storage: Send + Sync + 'static {
     /// them with the live bytes it knows of to decide what to compact. A store without
     /// segments returns none.
     fn sealed_segments(&self) -> Vec<(u32, u64)>;
+}
+
+pub mod faulty;
+pub mod memory;
+
+impl Ticket {
+    /// A ticket that fails with `why` (a store that can no longer make writes durable).
+    pub fn failed(why: impl Into<String>) -> Self {
+        let (_tx, rx) = watch::channel(Progress {
+            durable: 0,
+            failed: Some(why.into()),
+        });
+        Ticket::new(1, rx)
+    }
 }

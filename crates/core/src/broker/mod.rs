@@ -1,0 +1,682 @@
+//! The async facade every face calls: validates, decides ops under one lock, hands them
+//! to the store, applies them to the state, and answers once they are durable.
+//!
+//! One `Mutex<Core>` guards the model, the waiters and the sessions. Work under it is
+//! planning and applying ops (microseconds) plus handing bytes to the store's writer,
+//! which orders appends exactly as the lock does; fsync, body reads and waiting all
+//! happen outside it.
+//!
+//! | file | idea |
+//! | --- | --- |
+//! | here | `Broker`: the operations faces call, and `commit` |
+//! | `delivery.rs` | two-step delivery: reserve, write, confirm (or return on drop) |
+//! | `session.rs` | connection-owned leases, released when the session ends |
+//! | `waiters.rs` | long-poll waiters served in arrival order, over one or more queues |
+//! | `maintenance.rs` | the sweeper, checkpoints and compaction |
+//! | `recovery.rs` | opening: checkpoint, replay, leases back to the head |
+
+mod delivery;
+mod maintenance;
+mod recovery;
+mod session;
+mod waiters;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::name::{validate_queue, validate_subscription};
+use crate::op::{Op, RemoveReason};
+use crate::state::{Meta, ReadMode, State, DEFAULT_SUB};
+use crate::storage::{Storage, StorageError, Ticket};
+use crate::validate;
+
+pub use delivery::Delivery;
+pub use session::Session;
+use waiters::Waiters;
+
+/// Limits and defaults of a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Largest accepted message body in bytes.
+    pub max_message_bytes: usize,
+    /// Longest wait a read may ask for; longer asks are refused.
+    pub max_wait: Duration,
+    /// Most messages one read or batch may carry.
+    pub max_batch: usize,
+    /// Take a checkpoint once this many log bytes were written since the last one.
+    pub checkpoint_bytes: u64,
+    /// How often leases, delays, TTLs and retention are swept.
+    pub tick: Duration,
+    /// How often the log is checked for segments to reclaim or compact.
+    pub maintenance: Duration,
+    /// A sealed segment whose live bytes are below this fraction of its size has its
+    /// live records copied forward so the segment can be deleted.
+    pub compact_below: f64,
+    /// Most live bytes copied forward per maintenance round.
+    pub compact_budget: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_wait: Duration::from_secs(30),
+            max_batch: 1000,
+            checkpoint_bytes: 64 * 1024 * 1024,
+            tick: Duration::from_millis(100),
+            maintenance: Duration::from_secs(5),
+            compact_below: 0.5,
+            compact_budget: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A handle to the broker; cheap to clone, shared by every face.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+/// A lease owned by a session: `(queue, sub, id, token)`.
+type SessionLease = (String, String, u64, u64);
+
+/// Everything under the one lock.
+struct Core {
+    state: State,
+    waiters: Waiters,
+    sessions: HashMap<SessionId, Vec<SessionLease>>,
+    next_delivery: u64,
+    next_session: SessionId,
+}
+
+struct Inner {
+    me: Weak<Inner>,
+    core: Mutex<Core>,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    config: BrokerConfig,
+    failed: Mutex<Option<String>>,
+    closed: AtomicBool,
+    stop: watch::Sender<bool>,
+    checkpoint_lock: tokio::sync::Mutex<()>,
+    compact_lock: Mutex<()>,
+}
+
+/// How a read consumes, before the time is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consume {
+    Take,
+    Lease { visibility_ms: u64 },
+}
+
+impl Consume {
+    fn mode(self, now: u64) -> ReadMode {
+        match self {
+            Consume::Take => ReadMode::Take,
+            Consume::Lease { visibility_ms } => ReadMode::Lease {
+                until_ms: now.saturating_add(visibility_ms),
+            },
+        }
+    }
+}
+
+/// What a read asks for, kept by a waiter until it is served.
+#[derive(Debug, Clone)]
+struct ReadRequest {
+    sub: String,
+    max: usize,
+    consume: Consume,
+    session: Option<SessionId>,
+}
+
+/// `NotFound` unless the queue has the subscription (the default one always exists).
+fn require_sub(st: &State, queue: &str, sub: &str) -> Result<()> {
+    if sub.is_empty() || st.has_sub(queue, sub) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "subscription {sub:?} of {queue:?}"
+        )))
+    }
+}
+
+fn sub_name(opt: Option<&str>) -> Result<&str> {
+    match opt {
+        None | Some("") => Ok(DEFAULT_SUB),
+        Some(name) => validate_subscription(name).map(|_| name),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Broker {
+    /// Opens a broker over `storage`: loads the latest checkpoint, replays the log tail,
+    /// returns in-flight leases to their queues, and starts the background sweeper
+    /// (which needs a Tokio runtime).
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        config: BrokerConfig,
+    ) -> Result<Self> {
+        recovery::open(storage, clock, config)
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Pushes messages to `queue` (created on first use) as one atomic, durable step.
+    pub async fn push(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<PushOutcome>> {
+        validate_queue(queue)?;
+        validate::messages(&self.inner.config, &messages)?;
+        if let Some(why) = self.inner.storage.disk_low() {
+            return Err(Error::DiskFull(why));
+        }
+        let (ticket, outcomes) = {
+            let mut core = self.inner.core.lock();
+            let now = self.inner.clock.now_ms();
+            let (ops, outcomes) = core.state.plan_push(queue, messages, now)?;
+            let mut ticket = self.inner.commit(&mut core, ops)?;
+            if let Some(op) = core.state.plan_retention(queue, now) {
+                ticket = self.inner.commit(&mut core, vec![op])?;
+            }
+            (ticket, outcomes)
+        };
+        self.inner.wait(ticket).await?;
+        let added = outcomes.iter().filter(|o| !o.duplicate).count();
+        metrics::counter!("godwit_messages_in_total").increment(added as u64);
+        Ok(outcomes)
+    }
+
+    /// Delivers up to `opts.max` messages to be removed: the returned [`Delivery`] holds
+    /// them reserved; [`Delivery::confirm`] once they are written to the client removes
+    /// them, and dropping it instead returns them to the head.
+    pub async fn take(&self, queue: &str, opts: ReadOptions) -> Result<Delivery> {
+        self.read(&[queue], &opts, Consume::Take, None).await
+    }
+
+    /// Like [`Broker::take`], waiting on several queues at once: the first queue in
+    /// `queues` with a ready message serves the oldest waiter (Redis `BLPOP k1 k2`).
+    pub async fn take_any(&self, queues: &[&str], opts: ReadOptions) -> Result<Delivery> {
+        self.read(queues, &opts, Consume::Take, None).await
+    }
+
+    /// Leases up to `opts.read.max` messages; each carries a receipt for ack/nack once
+    /// the delivery is confirmed.
+    pub async fn lease(&self, queue: &str, opts: LeaseOptions) -> Result<Delivery> {
+        let consume = lease_consume(&opts)?;
+        self.read(&[queue], &opts.read, consume, None).await
+    }
+
+    /// Opens a session: leases taken through it return to the head of their queue as
+    /// soon as it ends or is dropped (a connection closing), without waiting for their
+    /// visibility timeout.
+    pub fn open_session(&self) -> Session {
+        let id = {
+            let mut core = self.inner.core.lock();
+            core.next_session += 1;
+            core.next_session
+        };
+        Session::new(self.inner.clone(), id)
+    }
+
+    async fn read(
+        &self,
+        queues: &[&str],
+        opts: &ReadOptions,
+        consume: Consume,
+        session: Option<SessionId>,
+    ) -> Result<Delivery> {
+        if queues.is_empty() {
+            return Err(Error::InvalidArgument("no queue to read from".into()));
+        }
+        for q in queues {
+            validate_queue(q)?;
+        }
+        validate::read(&self.inner.config, opts)?;
+        let sub = sub_name(opts.subscription.as_deref())?;
+        let request = ReadRequest {
+            sub: sub.to_string(),
+            max: opts.max,
+            consume,
+            session,
+        };
+        let delivery = waiters::read(&self.inner, queues, request, opts.wait).await?;
+        Ok(delivery)
+    }
+
+    /// Acks leases by receipt; returns how many were live (stale receipts ack nothing).
+    pub async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<usize> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let (mut core, now) = self.inner.lock_swept(&[queue])?;
+            let mut by_sub: HashMap<&str, Vec<u64>> = HashMap::new();
+            for r in receipts {
+                let ids = by_sub.entry(r.sub.as_str()).or_default();
+                if !ids.contains(&r.id) && core.state.live_lease(queue, &r.sub, r.id, r.token, now)
+                {
+                    ids.push(r.id);
+                }
+            }
+            let n = by_sub.values().map(Vec::len).sum();
+            let ops = by_sub
+                .into_iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(sub, ids)| Op::Remove {
+                    queue: queue.to_string(),
+                    sub: sub.to_string(),
+                    ids,
+                    reason: RemoveReason::Acked,
+                })
+                .collect();
+            (self.inner.commit(&mut core, ops)?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Returns leased messages to the head of their queue (or dead-letters them);
+    /// returns how many receipts were live.
+    pub async fn nack(&self, queue: &str, receipts: &[Receipt]) -> Result<usize> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let (mut core, now) = self.inner.lock_swept(&[queue])?;
+            let mut ticket = Ticket::done();
+            let mut n = 0;
+            // Returned to the head last first, so the first receipt's message leads.
+            for r in receipts.iter().rev() {
+                if !core.state.live_lease(queue, &r.sub, r.id, r.token, now) {
+                    continue;
+                }
+                if let Some(op) = core.state.plan_return(queue, &r.sub, r.id) {
+                    ticket = self.inner.commit(&mut core, vec![op])?;
+                    n += 1;
+                }
+            }
+            (ticket, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Extends live leases to `visibility` from now; returns how many were live.
+    pub async fn extend(
+        &self,
+        queue: &str,
+        receipts: &[Receipt],
+        visibility: Duration,
+    ) -> Result<usize> {
+        validate_queue(queue)?;
+        validate::visibility(visibility)?;
+        let (mut core, now) = self.inner.lock_swept(&[queue])?;
+        let until = now.saturating_add(millis(visibility));
+        let mut n = 0;
+        for r in receipts {
+            if core.state.live_lease(queue, &r.sub, r.id, r.token, now) {
+                core.state.extend_lease(queue, &r.sub, r.id, until);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Shows up to `max` ready messages in delivery order without consuming them.
+    pub async fn peek(
+        &self,
+        queue: &str,
+        max: usize,
+        subscription: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        validate_queue(queue)?;
+        let sub = sub_name(subscription)?;
+        validate::read(
+            &self.inner.config,
+            &ReadOptions {
+                max,
+                ..ReadOptions::default()
+            },
+        )?;
+        let pinned = {
+            let (core, now) = self.inner.lock_swept(&[queue])?;
+            require_sub(&core.state, queue, sub)?;
+            let metas = core.state.peek(queue, sub, max, now);
+            self.inner.pin(&metas)
+        };
+        Ok(delivery::load(pinned, None, sub))
+    }
+
+    /// Stats of one queue, or `NotFound`.
+    pub fn stats(&self, queue: &str) -> Result<QueueStats> {
+        validate_queue(queue)?;
+        let (core, _) = self.inner.lock_swept(&[queue])?;
+        core.state
+            .stats(queue)
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+
+    /// Stats of every queue, by name.
+    pub fn list(&self) -> Vec<QueueStats> {
+        let core = self.inner.core.lock();
+        let st = &core.state;
+        st.queue_names().filter_map(|q| st.stats(q)).collect()
+    }
+
+    /// The settings of a queue, or `NotFound`.
+    pub fn settings(&self, queue: &str) -> Result<QueueSettings> {
+        validate_queue(queue)?;
+        let core = self.inner.core.lock();
+        core.state
+            .settings(queue)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+
+    /// Changes a queue's settings (creating it if needed); returns the new settings.
+    pub async fn configure(&self, queue: &str, patch: SettingsPatch) -> Result<QueueSettings> {
+        validate_queue(queue)?;
+        validate::settings(queue, &patch)?;
+        let (ticket, settings) = {
+            let mut core = self.inner.core.lock();
+            let mut settings = core.state.settings(queue).cloned().unwrap_or_default();
+            patch.apply(&mut settings);
+            let op = Op::Configure {
+                queue: queue.to_string(),
+                settings: settings.clone(),
+            };
+            let mut ticket = self.inner.commit(&mut core, vec![op])?;
+            let now = self.inner.clock.now_ms();
+            if let Some(op) = core.state.plan_retention(queue, now) {
+                ticket = self.inner.commit(&mut core, vec![op])?;
+            }
+            (ticket, settings)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(settings)
+    }
+
+    /// Drops every message of the queue; ids keep rising. Returns how many the default
+    /// subscription held, or `NotFound`.
+    pub async fn purge(&self, queue: &str) -> Result<u64> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let n = core.state.held(queue);
+            let op = Op::Purge {
+                queue: queue.to_string(),
+            };
+            (self.inner.commit(&mut core, vec![op])?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Deletes a queue and its subscriptions; `NotFound` when absent.
+    pub async fn drop_queue(&self, queue: &str) -> Result<()> {
+        validate_queue(queue)?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let op = Op::DropQueue {
+                queue: queue.to_string(),
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await
+    }
+
+    /// Creates a named subscription (idempotent: an existing one is left as it is and
+    /// `false` returned).
+    pub async fn subscribe(&self, queue: &str, name: &str, start: StartAt) -> Result<bool> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if core.state.has_sub(queue, name) {
+                return Ok(false);
+            }
+            let op = Op::Subscribe {
+                queue: queue.to_string(),
+                sub: name.to_string(),
+                start,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await?;
+        Ok(true)
+    }
+
+    /// Moves a subscription so it delivers retained messages from `id` on (its leases
+    /// are dropped with it).
+    pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
+        let op = Op::Seek {
+            queue: queue.to_string(),
+            sub: name.to_string(),
+            id,
+        };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
+        self.inner.wait(ticket).await
+    }
+
+    /// Deletes a named subscription; `NotFound` when absent.
+    pub async fn unsubscribe(&self, queue: &str, name: &str) -> Result<()> {
+        let op = Op::Unsubscribe {
+            queue: queue.to_string(),
+            sub: name.to_string(),
+        };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
+        self.inner.wait(ticket).await
+    }
+
+    /// Stats of a queue's named subscriptions.
+    pub fn subscriptions(&self, queue: &str) -> Result<Vec<SubscriptionStats>> {
+        validate_queue(queue)?;
+        let (core, _) = self.inner.lock_swept(&[queue])?;
+        core.state
+            .subscriptions(queue)
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+
+    /// `Ok` while the broker can make writes durable; otherwise why not (the store
+    /// failed, or the broker is shut down).
+    pub fn health(&self) -> std::result::Result<(), String> {
+        if let Some(why) = self.inner.failure() {
+            return Err(why);
+        }
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err("the broker is shut down".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the store is open and healthy.
+    pub fn healthy(&self) -> bool {
+        self.health().is_ok()
+    }
+
+    /// `Some(why)` while pushes are refused for lack of disk space.
+    pub fn disk_low(&self) -> Option<String> {
+        self.inner.storage.disk_low()
+    }
+
+    /// Writes a checkpoint now, so recovery replays only what comes after it, and lets
+    /// the store reclaim segments nothing lives in any more.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint().await
+    }
+
+    /// Reclaims log space now: copies the live records of sparse sealed segments
+    /// forward, then checkpoints so those and fully consumed segments are deleted.
+    /// Returns how many records were copied.
+    pub async fn compact(&self) -> Result<usize> {
+        let copied = self.inner.compact()?;
+        self.inner.checkpoint().await?;
+        Ok(copied)
+    }
+
+    /// Begins a shutdown: waiting reads return what they have (nothing) at once and new
+    /// reads do not wait, so a server can drain its connections quickly. Writes still
+    /// work until [`Broker::shutdown`].
+    pub fn stop_waiting(&self) {
+        let _ = self.inner.stop.send(true);
+    }
+
+    /// Stops the sweeper, writes a final checkpoint and syncs the store; later calls
+    /// fail with `Unavailable`.
+    pub async fn shutdown(&self) -> Result<()> {
+        let _ = self.inner.stop.send(true);
+        let result = self.inner.checkpoint().await;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wait(self.inner.storage.sync()).await?;
+        result
+    }
+}
+
+fn lease_consume(opts: &LeaseOptions) -> Result<Consume> {
+    validate::visibility(opts.visibility)?;
+    Ok(Consume::Lease {
+        visibility_ms: millis(opts.visibility),
+    })
+}
+
+impl Inner {
+    fn arc(&self) -> Arc<Inner> {
+        // Inner only exists inside the Arc that `me` points to.
+        self.me
+            .upgrade()
+            .expect("the broker is alive while it runs")
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .clone()
+            .or_else(|| self.storage.failure())
+    }
+
+    /// Commits `op`, which concerns the named subscription, or answers `NotFound` when
+    /// the queue has no such subscription.
+    fn commit_on_subscription(&self, queue: &str, name: &str, op: Op) -> Result<Ticket> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let mut core = self.core.lock();
+        require_sub(&core.state, queue, name)?;
+        self.commit(&mut core, vec![op])
+    }
+
+    /// Locks the core and applies the queues' time-driven changes; returns the guard
+    /// and the time used.
+    fn lock_swept(&self, queues: &[&str]) -> Result<(MutexGuard<'_, Core>, u64)> {
+        let mut core = self.core.lock();
+        let now = self.clock.now_ms();
+        for q in queues {
+            self.sweep(&mut core, q, now)?;
+        }
+        Ok((core, now))
+    }
+
+    /// Appends ops to the store and applies them: the one path every change takes.
+    /// Waiters of queues where messages may have become ready are served after.
+    fn commit(&self, core: &mut Core, ops: Vec<Op>) -> Result<Ticket> {
+        if ops.is_empty() {
+            return Ok(Ticket::done());
+        }
+        if let Some(why) = self.failure() {
+            return Err(Error::Unavailable(why));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("the broker is shut down".into()));
+        }
+        let appended = self.storage.append(&ops).map_err(|e| self.fail(e))?;
+        let mut locations = appended.locations.into_iter();
+        for op in &ops {
+            let loc = match op {
+                Op::Push(_) | Op::Relocate { .. } => locations.next(),
+                _ => None,
+            };
+            core.state.apply(op, loc);
+        }
+        if !core.waiters.is_empty() {
+            for op in &ops {
+                for queue in readies(op) {
+                    self.serve(core, queue);
+                }
+            }
+        }
+        Ok(appended.ticket)
+    }
+
+    /// Maps a store error to the broker's; a disk-full refusal is not a failure.
+    fn fail(&self, e: StorageError) -> Error {
+        match e {
+            StorageError::DiskFull(why) => Error::DiskFull(why),
+            e => {
+                tracing::error!(error = %e, "store failed; refusing further writes");
+                metrics::gauge!("godwit_store_failed").set(1.0);
+                *self.failed.lock() = Some(e.to_string());
+                Error::Storage(e)
+            }
+        }
+    }
+
+    async fn wait(&self, ticket: Ticket) -> Result<()> {
+        ticket.wait().await.map_err(|e| self.fail(e))
+    }
+
+    /// Time-driven changes of one queue: due delays, expired leases (released or
+    /// dead-lettered), expired TTLs, log retention by age.
+    fn sweep(&self, core: &mut Core, queue: &str, now: u64) -> Result<()> {
+        core.state.forget_dedup(queue, now);
+        let promote = core.state.plan_promote(queue, now);
+        self.commit(core, promote)?;
+        for (sub, id) in core.state.expired_leases(queue, now).into_iter().rev() {
+            if let Some(op) = core.state.plan_return(queue, &sub, id) {
+                self.commit(core, vec![op])?;
+            }
+        }
+        // After the returns: a returned lease whose TTL passed goes at once.
+        let expire = core.state.plan_expire(queue, now);
+        self.commit(core, expire)?;
+        if let Some(op) = core.state.plan_retention(queue, now) {
+            self.commit(core, vec![op])?;
+        }
+        Ok(())
+    }
+
+    /// Pins the records of `metas` (under the lock) for reading after it.
+    fn pin(&self, metas: &[Meta]) -> Vec<delivery::Pinned> {
+        metas
+            .iter()
+            .map(|m| (*m, self.storage.pin(m.loc)))
+            .collect()
+    }
+}
+
+/// The queues where `op` may make messages ready (whose waiters to serve).
+fn readies(op: &Op) -> Vec<&str> {
+    match op {
+        Op::Push(rec) => vec![rec.queue.as_str()],
+        Op::Promote { queue, .. }
+        | Op::Release { queue, .. }
+        | Op::Configure { queue, .. }
+        | Op::Subscribe { queue, .. }
+        | Op::Seek { queue, .. } => vec![queue.as_str()],
+        Op::Move { to, .. } => vec![to.as_str()],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,518 @@
+//! The in-memory model: plain data with methods that take `&mut self` and the current
+//! time, and no I/O, no locks, no async.
+//!
+//! Every durable change goes through [`State::apply`], which takes an [`Op`] (and, for
+//! a push, the location the store gave its record). The planners (`plan.rs`) look at
+//! the state and decide which ops an operation needs; the broker appends those ops to
+//! the store and then applies them. Recovery applies the same ops from the log, so a
+//! restarted broker reaches the state the running one had.
+//!
+//! | file | idea |
+//! | --- | --- |
+//! | `lane.rs` | one priority's ready order (chunked, shared on snapshot) |
+//! | `sub.rs` | a subscription: lanes, delays, leases, reservations |
+//! | `queue.rs` | a queue: settings, ids, subscriptions, log, dedup, counters |
+//! | `live.rs` | live references per log segment, for reclamation |
+//! | `plan.rs` | the planners: which ops an operation needs |
+//! | here | `State`, `apply`, relocation and the read-only views |
+//!
+//! Memory per queued message is one [`Meta`] (48 bytes) per subscription holding it;
+//! bodies, headers and dedup ids stay in the store.
+
+mod lane;
+mod live;
+mod plan;
+mod queue;
+mod sub;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+use crate::op::{Location, Op, RemoveReason};
+
+pub(crate) use live::SegmentLive;
+pub use plan::ReadMode;
+pub(crate) use sub::DeliveryId;
+
+use live::Live;
+use queue::Queue;
+
+/// The default subscription's name.
+pub const DEFAULT_SUB: &str = "";
+
+/// What the core keeps in memory for one queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Id within the queue.
+    pub id: u64,
+    /// Push time (ms), used by log retention by age.
+    pub created_at_ms: u64,
+    /// Expiry time (ms); 0 never expires.
+    pub expires_at_ms: u64,
+    /// Where the record is stored.
+    pub loc: Location,
+    /// Body length in bytes (what `max_bytes` and the `bytes` stats count).
+    pub body_len: u32,
+    /// Leases so far (saturating).
+    pub deliveries: u16,
+    /// 0..=9.
+    pub priority: u8,
+}
+
+impl Meta {
+    /// Whether the message's TTL has passed at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at_ms != 0 && now >= self.expires_at_ms
+    }
+}
+
+/// A leased message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The message.
+    pub meta: Meta,
+    /// Token that a receipt must carry.
+    pub token: u64,
+    /// Deadline (ms).
+    pub until_ms: u64,
+}
+
+/// The queue named `name`, created (with its remembered id counter) when absent.
+fn queue_entry<'a>(
+    queues: &'a mut BTreeMap<String, Queue>,
+    retired: &mut HashMap<String, u64>,
+    name: &str,
+) -> &'a mut Queue {
+    // Looked up first so the common case allocates no key.
+    if !queues.contains_key(name) {
+        let next_id = retired.remove(name).unwrap_or(1);
+        queues.insert(name.to_string(), Queue::new(next_id));
+    }
+    queues.get_mut(name).expect("inserted above")
+}
+
+/// Everything the broker holds in memory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    queues: BTreeMap<String, Queue>,
+    retired: HashMap<String, u64>,
+    next_token: u64,
+    /// Derived from the messages held; rebuilt after a checkpoint load.
+    #[serde(skip)]
+    live: Live,
+}
+
+impl State {
+    /// Decodes a checkpoint and rebuilds what is derived from it.
+    pub(crate) fn from_checkpoint(bytes: &[u8]) -> Result<State, postcard::Error> {
+        let mut st: State = postcard::from_bytes(bytes)?;
+        let mut live = Live::default();
+        st.queues.values_mut().for_each(|q| q.rebuild(&mut live));
+        st.live = live;
+        Ok(st)
+    }
+
+    /// A copy to checkpoint: cheap under the lock (lane chunks are shared), without
+    /// reservations or derived indexes.
+    pub(crate) fn snapshot(&self) -> State {
+        State {
+            queues: self
+                .queues
+                .iter()
+                .map(|(n, q)| (n.clone(), q.snapshot()))
+                .collect(),
+            retired: self.retired.clone(),
+            next_token: self.next_token,
+            live: Live::default(),
+        }
+    }
+
+    /// Raises the next lease token to at least `token`.
+    pub fn bump_token(&mut self, token: u64) {
+        self.next_token = self.next_token.max(token);
+    }
+
+    fn next_id_of(&self, name: &str) -> u64 {
+        self.queues
+            .get(name)
+            .map(|q| q.next_id)
+            .or_else(|| self.retired.get(name).copied())
+            .unwrap_or(1)
+    }
+
+    /// Whether the queue exists.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    /// Whether the queue has the subscription ("" is the default one).
+    pub fn has_sub(&self, queue: &str, sub: &str) -> bool {
+        self.queues
+            .get(queue)
+            .is_some_and(|q| q.subs.contains_key(sub))
+    }
+
+    /// Applies one op. `loc` is the location of a `Push` record.
+    pub fn apply(&mut self, op: &Op, loc: Option<Location>) {
+        let live = &mut self.live;
+        match op {
+            Op::Push(rec) => {
+                let Some(loc) = loc else { return };
+                let meta = Meta {
+                    id: rec.id,
+                    created_at_ms: rec.created_at_ms,
+                    expires_at_ms: rec.expires_at_ms,
+                    loc,
+                    body_len: u32::try_from(rec.body.len()).unwrap_or(u32::MAX),
+                    deliveries: 0,
+                    priority: rec.priority.min(MAX_PRIORITY),
+                };
+                let q = queue_entry(&mut self.queues, &mut self.retired, &rec.queue);
+                if let Some(key) = &rec.dedup_id {
+                    let until = rec.created_at_ms.saturating_add(q.settings.dedup_window_ms);
+                    q.dedup.insert(key.clone(), (rec.id, until));
+                    q.dedup_order.push_back((until, key.clone()));
+                }
+                q.add(meta, rec.not_before_ms, rec.at_head, live);
+            }
+            Op::Remove {
+                queue,
+                sub,
+                ids,
+                reason,
+            } => {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                let Some(s) = q.subs.get_mut(sub) else { return };
+                let removed = ids
+                    .iter()
+                    .filter(|id| s.take_out(**id, live).is_some())
+                    .count() as u64;
+                let c = &mut q.counters;
+                match reason {
+                    RemoveReason::Taken => {
+                        c.delivered += removed;
+                        c.consumed += removed;
+                    }
+                    RemoveReason::Acked => c.consumed += removed,
+                    RemoveReason::Expired => c.expired += removed,
+                    RemoveReason::Overflow => {}
+                }
+            }
+            Op::Promote { queue, sub, ids } => {
+                if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+                    s.promote(ids);
+                }
+            }
+            Op::Lease {
+                queue,
+                sub,
+                ids,
+                until_ms,
+                first_token,
+            } => {
+                self.next_token = self
+                    .next_token
+                    .max(first_token.saturating_add(ids.len() as u64));
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                let Some(s) = q.subs.get_mut(sub) else { return };
+                for (i, id) in ids.iter().enumerate() {
+                    if s.lease(*id, *until_ms, first_token.saturating_add(i as u64)) {
+                        q.counters.delivered += 1;
+                    }
+                }
+            }
+            Op::Release { queue, sub, ids } => {
+                let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) else {
+                    return;
+                };
+                for id in ids.iter().rev() {
+                    s.release(*id);
+                }
+            }
+            Op::Move {
+                queue,
+                sub,
+                id,
+                to,
+                new_id,
+                dead_letter,
+            } => {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(*id, live)) else {
+                    return;
+                };
+                if *dead_letter {
+                    q.counters.dead_lettered += 1;
+                }
+                let moved = Meta {
+                    id: *new_id,
+                    deliveries: 0,
+                    ..meta
+                };
+                queue_entry(&mut self.queues, &mut self.retired, to).add(moved, 0, false, live);
+            }
+            Op::Configure { queue, settings } => {
+                let q = queue_entry(&mut self.queues, &mut self.retired, queue);
+                if !settings.retention.is_log() {
+                    q.clear_log(live);
+                }
+                q.settings = settings.clone();
+            }
+            Op::Purge { queue } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.release_all(live);
+                    q.log_floor = q.next_id;
+                    q.dedup.clear();
+                    q.dedup_order.clear();
+                }
+            }
+            Op::DropQueue { queue } => {
+                if let Some(mut q) = self.queues.remove(queue) {
+                    q.release_all(live);
+                    self.retired.insert(queue.clone(), q.next_id);
+                }
+            }
+            Op::Subscribe { queue, sub, start } => {
+                let q = queue_entry(&mut self.queues, &mut self.retired, queue);
+                if !q.subs.contains_key(sub) {
+                    q.seed(sub, *start, live);
+                }
+            }
+            Op::Seek { queue, sub, id } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if q.subs.contains_key(sub) {
+                        q.seed(sub, StartAt::Id(*id), live);
+                    }
+                }
+            }
+            Op::Unsubscribe { queue, sub } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if !sub.is_empty() {
+                        if let Some(mut s) = q.subs.remove(sub) {
+                            s.clear(live);
+                        }
+                    }
+                }
+            }
+            Op::Trim { queue, below } => {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                while q.log.front().is_some_and(|m| m.id < *below) {
+                    if let Some(m) = q.log.pop_front() {
+                        q.log_bytes -= u64::from(m.body_len);
+                        live.remove(m.loc);
+                    }
+                }
+                q.log_floor = q.log_floor.max(*below);
+                for s in q.subs.values_mut() {
+                    s.trim_below(*below, live);
+                }
+            }
+            Op::Relocate { .. } => {}
+        }
+    }
+
+    /// Points every message stored at a key of `moved` to its new location (after
+    /// compaction copied records forward), keeping the segment accounting in step.
+    pub fn relocate(&mut self, moved: &HashMap<Location, Location>) {
+        if moved.is_empty() {
+            return;
+        }
+        // A record may move more than once before a checkpoint: follow the chain.
+        let target = |mut loc: Location| {
+            for _ in 0..moved.len() {
+                match moved.get(&loc) {
+                    Some(next) => loc = *next,
+                    None => break,
+                }
+            }
+            loc
+        };
+        let live = &mut self.live;
+        let mut fix = |m: &mut Meta| {
+            let to = target(m.loc);
+            if to != m.loc {
+                live.remove(m.loc);
+                live.add(to);
+                m.loc = to;
+            }
+        };
+        for q in self.queues.values_mut() {
+            q.log.for_each_mut(&mut fix);
+            for s in q.subs.values_mut() {
+                s.for_each_mut(&mut fix);
+            }
+        }
+    }
+
+    /// Every segment some message still lives in, with its live references.
+    pub(crate) fn live_segments(&self) -> BTreeMap<u32, SegmentLive> {
+        self.live.segments().collect()
+    }
+
+    /// The live references into segment `n`.
+    pub(crate) fn live_in(&self, n: u32) -> SegmentLive {
+        self.live.get(n)
+    }
+
+    /// Every distinct location of a live message in `segment` (for compaction).
+    pub fn locations_in(&self, segment: u32) -> BTreeSet<Location> {
+        let mut out = BTreeSet::new();
+        let mut visit = |m: &Meta| {
+            if m.loc.segment == segment {
+                out.insert(m.loc);
+            }
+        };
+        for q in self.queues.values() {
+            q.log.iter().for_each(&mut visit);
+            for s in q.subs.values() {
+                s.for_each(&mut visit);
+            }
+        }
+        out
+    }
+
+    // ---- views ---------------------------------------------------------------------
+
+    /// The settings of a queue.
+    pub fn settings(&self, queue: &str) -> Option<&QueueSettings> {
+        self.queues.get(queue).map(|q| &q.settings)
+    }
+
+    /// Stats of one queue.
+    pub fn stats(&self, queue: &str) -> Option<QueueStats> {
+        let q = self.queues.get(queue)?;
+        let d = q.default_sub().stats(None);
+        Some(QueueStats {
+            name: queue.to_string(),
+            ready: d.ready,
+            in_flight: d.in_flight,
+            delayed: d.delayed,
+            bytes: q.default_sub().bytes(),
+            total_pushed: q.counters.pushed,
+            total_delivered: q.counters.delivered,
+            total_consumed: q.counters.consumed,
+            total_expired: q.counters.expired,
+            total_dead_lettered: q.counters.dead_lettered,
+            next_id: q.next_id,
+            subscriptions: q.subs.len() as u64 - 1,
+            log_messages: q.log.len() as u64,
+            paused: q.settings.paused,
+        })
+    }
+
+    /// Names of all queues, sorted.
+    pub fn queue_names(&self) -> impl Iterator<Item = &String> {
+        self.queues.keys()
+    }
+
+    /// Stats of a queue's named subscriptions.
+    pub fn subscriptions(&self, queue: &str) -> Option<Vec<SubscriptionStats>> {
+        let q = self.queues.get(queue)?;
+        Some(
+            q.subs
+                .iter()
+                .filter(|(n, _)| !n.is_empty())
+                .map(|(n, s)| s.stats(Some(n.clone())))
+                .collect(),
+        )
+    }
+
+    /// Messages the default subscription holds (the dropped count of a purge).
+    pub fn held(&self, queue: &str) -> u64 {
+        self.queues.get(queue).map_or(0, |q| q.default_sub().len())
+    }
+
+    /// Up to `max` ready, unreserved messages in delivery order, without consuming.
+    pub fn peek(&self, queue: &str, sub: &str, max: usize, now: u64) -> Vec<Meta> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let floor = q.log_floor;
+        let Some(s) = q.subs.get(sub) else {
+            return Vec::new();
+        };
+        s.ready_in_order()
+            .filter(|m| !m.expired(now) && m.id >= floor && !s.is_reserved(m.id))
+            .take(max)
+            .copied()
+            .collect()
+    }
+
+    /// Whether the receipt `(id, token)` still names a live lease of the subscription.
+    pub fn live_lease(&self, queue: &str, sub: &str, id: u64, token: u64, now: u64) -> bool {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subs.get(sub))
+            .and_then(|s| s.lease_of(id))
+            .is_some_and(|l| l.token == token && l.until_ms > now)
+    }
+
+    /// Changes a live lease's deadline (not logged: leases do not survive a restart).
+    pub fn extend_lease(&mut self, queue: &str, sub: &str, id: u64, until_ms: u64) {
+        if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+            s.set_deadline(id, until_ms);
+        }
+    }
+
+    /// Every in-flight lease of every queue, as `(queue, sub, id)` (to release at start).
+    pub fn all_leases(&self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for (qn, q) in &self.queues {
+            for (sn, s) in &q.subs {
+                out.extend(
+                    s.leases()
+                        .iter()
+                        .map(|l| (qn.clone(), sn.clone(), l.meta.id)),
+                );
+            }
+        }
+        out
+    }
+
+    /// The earliest time something in the queue changes by itself (a delay ends, a
+    /// lease expires, a TTL passes), for waiters to wake.
+    pub fn next_wake(&self, queue: &str) -> Option<u64> {
+        let q = self.queues.get(queue)?;
+        q.subs.values().filter_map(|s| s.next_change()).min()
+    }
+
+    /// Names of queues with anything time-driven (the sweeper visits these).
+    pub fn busy_queues(&self) -> Vec<String> {
+        self.queues
+            .iter()
+            .filter(|(_, q)| {
+                (q.settings.retention.is_log() && q.settings.retention.max_age_ms.is_some())
+                    || !q.dedup_order.is_empty()
+                    || q.subs.values().any(|s| s.has_timers())
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Forgets dedup ids past their window (needs no log record: replay rebuilds the
+    /// same windows from the push records).
+    pub fn forget_dedup(&mut self, queue: &str, now: u64) {
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        while let Some((until, key)) = q.dedup_order.front() {
+            if *until > now {
+                break;
+            }
+            if q.dedup.get(key).is_some_and(|(_, u)| u == until) {
+                q.dedup.remove(key);
+            }
+            q.dedup_order.pop_front();
+        }
+    }
+}

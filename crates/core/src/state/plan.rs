@@ -1,0 +1,407 @@
+//! The planners: given the state and the time, which ops an operation needs. They
+//! never mutate what the log knows; the only state they touch is transient (a
+//! reservation, a lease token counter), which a restart forgets by design.
+
+use std::collections::HashMap;
+
+use super::{DeliveryId, Meta, State};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::op::{Op, PushRecord, RemoveReason};
+
+/// How a read consumes once its delivery is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Remove.
+    Take,
+    /// Lease until the given deadline (ms).
+    Lease {
+        /// Deadline.
+        until_ms: u64,
+    },
+}
+
+/// What a reservation picked.
+#[derive(Debug, Default)]
+pub(crate) struct Reserved {
+    /// The messages, in delivery order (deliveries already counted).
+    pub(crate) metas: Vec<Meta>,
+    /// For a lease, the token of the first message; the next get consecutive ones.
+    pub(crate) first_token: Option<u64>,
+    /// Messages met on the way that expired or were trimmed: to be removed.
+    pub(crate) expired: Option<Op>,
+}
+
+impl State {
+    /// Decides the push ops for `messages` (validated) at `now`. Duplicates produce no
+    /// op. May add an overflow `Remove` first when the queue drops its oldest.
+    pub fn plan_push(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        now: u64,
+    ) -> Result<(Vec<Op>, Vec<PushOutcome>)> {
+        let q = self.queues.get(queue);
+        let default_settings = QueueSettings::default();
+        let settings = q.map_or(&default_settings, |q| &q.settings);
+        let mut next_id = self.next_id_of(queue);
+        let mut seen_in_batch: HashMap<&str, u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut pushes = Vec::with_capacity(messages.len());
+        let mut new_bytes = 0u64;
+        for m in &messages {
+            if let Some(key) = m.dedup_id.as_deref() {
+                let earlier = seen_in_batch.get(key).copied().or_else(|| {
+                    q.and_then(|q| q.dedup.get(key))
+                        .filter(|(_, until)| *until > now)
+                        .map(|(id, _)| *id)
+                });
+                if let Some(id) = earlier {
+                    outcomes.push(PushOutcome {
+                        id,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                seen_in_batch.insert(key, next_id);
+            }
+            outcomes.push(PushOutcome {
+                id: next_id,
+                duplicate: false,
+            });
+            new_bytes = new_bytes.saturating_add(m.body.len() as u64);
+            let not_before = now.saturating_add(duration_ms(m.delay));
+            let expires = m.ttl.map_or(0, |t| {
+                not_before.saturating_add(duration_ms(Some(t)).max(1))
+            });
+            pushes.push(Op::Push(PushRecord {
+                queue: queue.to_string(),
+                id: next_id,
+                created_at_ms: now,
+                priority: m.priority,
+                not_before_ms: not_before,
+                expires_at_ms: expires,
+                dedup_id: m.dedup_id.clone(),
+                headers: m.headers.clone(),
+                body: m.body.clone(),
+                at_head: m.at_head,
+            }));
+            next_id = next_id.saturating_add(1);
+        }
+        let mut ops = Vec::new();
+        if let Some(q) = q {
+            let sub = q.default_sub();
+            let count = sub.len().saturating_add(pushes.len() as u64);
+            let bytes = sub.bytes().saturating_add(new_bytes);
+            let over_len = settings
+                .max_length
+                .map_or(0, |max| count.saturating_sub(max));
+            let over_bytes = settings
+                .max_bytes
+                .map_or(0, |max| bytes.saturating_sub(max));
+            if over_len > 0 || over_bytes > 0 {
+                match settings.overflow {
+                    Overflow::Reject => return Err(Error::QueueFull(queue.to_string())),
+                    Overflow::DropOldest => {
+                        let mut need_bytes = over_bytes;
+                        // The oldest ready messages sit near the front of their lanes.
+                        let window = (over_len as usize).saturating_add(64);
+                        let mut oldest: Vec<&Meta> = sub
+                            .ready_in_order()
+                            .filter(|m| !sub.is_reserved(m.id))
+                            .take(window.saturating_mul(PRIORITY_LEVELS))
+                            .collect();
+                        oldest.sort_by_key(|m| m.id);
+                        let mut ids = Vec::new();
+                        for m in oldest {
+                            if ids.len() as u64 >= over_len && need_bytes == 0 {
+                                break;
+                            }
+                            need_bytes = need_bytes.saturating_sub(u64::from(m.body_len));
+                            ids.push(m.id);
+                        }
+                        if (ids.len() as u64) < over_len || need_bytes > 0 {
+                            return Err(Error::QueueFull(queue.to_string()));
+                        }
+                        ops.push(Op::Remove {
+                            queue: queue.to_string(),
+                            sub: super::DEFAULT_SUB.to_string(),
+                            ids,
+                            reason: RemoveReason::Overflow,
+                        });
+                    }
+                }
+            }
+        }
+        ops.extend(pushes);
+        Ok((ops, outcomes))
+    }
+
+    /// The `Trim` op log retention needs now, if any.
+    pub fn plan_retention(&self, queue: &str, now: u64) -> Option<Op> {
+        let q = self.queues.get(queue)?;
+        let Retention {
+            mode: RetentionMode::Log,
+            max_age_ms,
+            max_bytes,
+            max_count,
+        } = q.settings.retention
+        else {
+            return None;
+        };
+        let mut drop = 0usize;
+        let mut bytes = q.log_bytes;
+        let total = q.log.len();
+        for (i, m) in q.log.iter().enumerate() {
+            let remaining = (total - i) as u64;
+            let too_old = max_age_ms.is_some_and(|age| m.created_at_ms.saturating_add(age) <= now);
+            let too_many = max_count.is_some_and(|max| remaining > max);
+            let too_big = max_bytes.is_some_and(|max| bytes > max);
+            if !(too_old || too_many || too_big) {
+                break;
+            }
+            bytes = bytes.saturating_sub(u64::from(m.body_len));
+            drop = i + 1;
+        }
+        if drop == 0 {
+            return None;
+        }
+        let below = q.log.iter().nth(drop).map_or(q.next_id, |m| m.id);
+        Some(Op::Trim {
+            queue: queue.to_string(),
+            below,
+        })
+    }
+
+    /// Reserves up to `max` ready messages of a subscription for `delivery`: they are
+    /// hidden from other readers until the delivery is confirmed (see
+    /// [`State::plan_confirm`]) or ends ([`State::unreserve`]). A paused queue reserves
+    /// nothing.
+    pub(crate) fn reserve(
+        &mut self,
+        queue: &str,
+        sub: &str,
+        max: usize,
+        mode: ReadMode,
+        delivery: DeliveryId,
+        now: u64,
+    ) -> Reserved {
+        let first_token = self.next_token;
+        let Some(q) = self.queues.get_mut(queue) else {
+            return Reserved::default();
+        };
+        if q.settings.paused {
+            return Reserved::default();
+        }
+        let floor = q.log_floor;
+        let Some(s) = q.subs.get_mut(sub) else {
+            return Reserved::default();
+        };
+        let mut expired = Vec::new();
+        let mut metas = Vec::new();
+        for m in s.ready_in_order() {
+            if metas.len() >= max {
+                break;
+            }
+            if s.is_reserved(m.id) {
+                continue;
+            }
+            if m.expired(now) || m.id < floor {
+                expired.push(m.id);
+            } else {
+                let mut meta = *m;
+                meta.deliveries = meta.deliveries.saturating_add(1);
+                metas.push(meta);
+            }
+        }
+        let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
+        s.reserve(&ids, delivery);
+        let first_token = match mode {
+            ReadMode::Lease { .. } if !metas.is_empty() => {
+                self.next_token = first_token.saturating_add(metas.len() as u64);
+                Some(first_token)
+            }
+            _ => None,
+        };
+        let expired = (!expired.is_empty()).then(|| Op::Remove {
+            queue: queue.to_string(),
+            sub: sub.to_string(),
+            ids: expired,
+            reason: RemoveReason::Expired,
+        });
+        Reserved {
+            metas,
+            first_token,
+            expired,
+        }
+    }
+
+    /// The ops that confirm a delivery: a `Remove` (take) or `Lease` of those of `ids`
+    /// still reserved by `delivery` (a purge or drop in between leaves fewer).
+    pub(crate) fn plan_confirm(
+        &self,
+        queue: &str,
+        sub: &str,
+        ids: &[u64],
+        delivery: DeliveryId,
+        mode: ReadMode,
+        first_token: Option<u64>,
+    ) -> Vec<Op> {
+        let Some(s) = self.queues.get(queue).and_then(|q| q.subs.get(sub)) else {
+            return Vec::new();
+        };
+        let still = s.reserved_by(ids, delivery);
+        if still.is_empty() {
+            return Vec::new();
+        }
+        match mode {
+            ReadMode::Take => vec![Op::Remove {
+                queue: queue.to_string(),
+                sub: sub.to_string(),
+                ids: still,
+                reason: RemoveReason::Taken,
+            }],
+            ReadMode::Lease { until_ms } => {
+                // Token i belongs to ids[i] (the receipts already written say so): one
+                // op per run of messages still reserved keeps every token in place.
+                let first = first_token.unwrap_or(0);
+                let mut ops: Vec<Op> = Vec::new();
+                let mut run: Vec<u64> = Vec::new();
+                let mut run_token = 0;
+                for (i, id) in ids.iter().enumerate() {
+                    if still.contains(id) {
+                        if run.is_empty() {
+                            run_token = first.saturating_add(i as u64);
+                        }
+                        run.push(*id);
+                    } else if !run.is_empty() {
+                        ops.push(lease_op(
+                            queue,
+                            sub,
+                            std::mem::take(&mut run),
+                            until_ms,
+                            run_token,
+                        ));
+                    }
+                }
+                if !run.is_empty() {
+                    ops.push(lease_op(queue, sub, run, until_ms, run_token));
+                }
+                ops
+            }
+        }
+    }
+
+    /// Ends `delivery`'s reservation of `ids` without consuming: the messages are
+    /// visible again in their place. Returns how many were still reserved.
+    pub(crate) fn unreserve(
+        &mut self,
+        queue: &str,
+        sub: &str,
+        ids: &[u64],
+        delivery: DeliveryId,
+    ) -> usize {
+        self.queues
+            .get_mut(queue)
+            .and_then(|q| q.subs.get_mut(sub))
+            .map_or(0, |s| s.unreserve(ids, delivery))
+    }
+
+    /// The op that returns a leased message: a `Release`, or a dead-letter `Move` once
+    /// it reached the queue's max deliveries.
+    pub fn plan_return(&self, queue: &str, sub: &str, id: u64) -> Option<Op> {
+        let q = self.queues.get(queue)?;
+        let lease = q.subs.get(sub)?.lease_of(id)?;
+        let dead = q
+            .settings
+            .max_deliveries
+            .is_some_and(|max| u32::from(lease.meta.deliveries) >= max);
+        if dead {
+            let to = q.dead_letter_queue(queue);
+            let new_id = self.next_id_of(&to);
+            Some(Op::Move {
+                queue: queue.to_string(),
+                sub: sub.to_string(),
+                id,
+                to,
+                new_id,
+                dead_letter: true,
+            })
+        } else {
+            Some(Op::Release {
+                queue: queue.to_string(),
+                sub: sub.to_string(),
+                ids: vec![id],
+            })
+        }
+    }
+
+    /// Leases past their deadline at `now`, as `(sub, id)`.
+    pub fn expired_leases(&self, queue: &str, now: u64) -> Vec<(String, u64)> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, s) in &q.subs {
+            out.extend(
+                s.deadlines()
+                    .take_while(|(until, _)| *until <= now)
+                    .map(|(_, id)| (name.clone(), id)),
+            );
+        }
+        out
+    }
+
+    /// The `Promote` ops for delayed messages due at `now`.
+    pub fn plan_promote(&self, queue: &str, now: u64) -> Vec<Op> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        q.subs
+            .iter()
+            .filter_map(|(name, s)| {
+                let ids = s.due(now);
+                (!ids.is_empty()).then(|| Op::Promote {
+                    queue: queue.to_string(),
+                    sub: name.clone(),
+                    ids,
+                })
+            })
+            .collect()
+    }
+
+    /// The `Remove` ops for ready messages whose TTL passed at `now` (found through the
+    /// expiry index, not by scanning).
+    pub fn plan_expire(&self, queue: &str, now: u64) -> Vec<Op> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        q.subs
+            .iter()
+            .filter_map(|(name, s)| {
+                let ids = s.expired_ready(now);
+                (!ids.is_empty()).then(|| Op::Remove {
+                    queue: queue.to_string(),
+                    sub: name.clone(),
+                    ids,
+                    reason: RemoveReason::Expired,
+                })
+            })
+            .collect()
+    }
+}
+
+fn lease_op(queue: &str, sub: &str, ids: Vec<u64>, until_ms: u64, first_token: u64) -> Op {
+    Op::Lease {
+        queue: queue.to_string(),
+        sub: sub.to_string(),
+        ids,
+        until_ms,
+        first_token,
+    }
+}
+
+/// Milliseconds of an optional duration, saturating (validation bounds it far below).
+fn duration_ms(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

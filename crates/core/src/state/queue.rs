@@ -1,0 +1,154 @@
+//! A queue's bookkeeping: settings, id counter, subscriptions, the retained log, dedup
+//! ids and counters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::lane::Lane;
+use super::live::Live;
+use super::sub::Sub;
+use super::{Meta, DEFAULT_SUB};
+use crate::model::{QueueSettings, StartAt};
+
+/// Counters kept as things happen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub(crate) pushed: u64,
+    pub(crate) delivered: u64,
+    pub(crate) consumed: u64,
+    pub(crate) expired: u64,
+    pub(crate) dead_lettered: u64,
+}
+
+/// A queue: settings, id counter, subscriptions and (for log retention) the log.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Queue {
+    pub(crate) settings: QueueSettings,
+    pub(crate) next_id: u64,
+    pub(crate) subs: BTreeMap<String, Sub>,
+    /// Log retention: every retained message in id order, consumed or not.
+    pub(crate) log: Lane,
+    /// Body bytes in `log`.
+    pub(crate) log_bytes: u64,
+    /// Ids below this were trimmed from the log or purged.
+    pub(crate) log_floor: u64,
+    /// Dedup id → (message id, remembered until).
+    pub(crate) dedup: HashMap<String, (u64, u64)>,
+    pub(crate) dedup_order: VecDeque<(u64, String)>,
+    pub(crate) counters: Counters,
+}
+
+impl Queue {
+    pub(crate) fn new(next_id: u64) -> Self {
+        let mut subs = BTreeMap::new();
+        subs.insert(DEFAULT_SUB.to_string(), Sub::default());
+        Queue {
+            next_id,
+            subs,
+            ..Queue::default()
+        }
+    }
+
+    /// A copy for a checkpoint (see [`Sub::snapshot`]).
+    pub(crate) fn snapshot(&self) -> Queue {
+        Queue {
+            settings: self.settings.clone(),
+            next_id: self.next_id,
+            subs: self
+                .subs
+                .iter()
+                .map(|(n, s)| (n.clone(), s.snapshot()))
+                .collect(),
+            log: self.log.clone(),
+            log_bytes: self.log_bytes,
+            log_floor: self.log_floor,
+            dedup: self.dedup.clone(),
+            dedup_order: self.dedup_order.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Rebuilds derived indexes and segment accounting after a checkpoint load.
+    pub(crate) fn rebuild(&mut self, live: &mut Live) {
+        self.log.iter().for_each(|m| live.add(m.loc));
+        self.subs.values_mut().for_each(|s| s.rebuild(live));
+    }
+
+    pub(crate) fn default_sub(&self) -> &Sub {
+        // Every queue is created with its default subscription and never loses it.
+        &self.subs[DEFAULT_SUB]
+    }
+
+    pub(crate) fn is_log(&self) -> bool {
+        self.settings.retention.is_log()
+    }
+
+    pub(crate) fn dead_letter_queue(&self, name: &str) -> String {
+        self.settings
+            .dead_letter_queue
+            .clone()
+            .unwrap_or_else(|| format!("{name}.dlq"))
+    }
+
+    /// Adds a message to the log (log retention) and every subscription.
+    pub(crate) fn add(&mut self, meta: Meta, not_before_ms: u64, at_head: bool, live: &mut Live) {
+        if self.is_log() {
+            self.log.push_back(meta);
+            self.log_bytes += u64::from(meta.body_len);
+            live.add(meta.loc);
+        }
+        for sub in self.subs.values_mut() {
+            sub.add(meta, not_before_ms, at_head, live);
+        }
+        self.counters.pushed += 1;
+        self.next_id = self.next_id.max(meta.id.saturating_add(1));
+    }
+
+    /// Empties the retained log.
+    pub(crate) fn clear_log(&mut self, live: &mut Live) {
+        self.log.drain().for_each(|m| live.remove(m.loc));
+        self.log_bytes = 0;
+    }
+
+    /// Retained messages from `from_id` on, in id order, for a subscription being seeded.
+    fn retained_from(&self, from_id: u64) -> Vec<(Meta, u64)> {
+        let mut by_id: BTreeMap<u64, (Meta, u64)> = BTreeMap::new();
+        if self.is_log() {
+            for m in self.log.iter().filter(|m| m.id >= from_id) {
+                by_id.insert(m.id, (*m, 0));
+            }
+        }
+        for sub in self.subs.values() {
+            for (m, due) in sub.all_messages().filter(|(m, _)| m.id >= from_id) {
+                by_id.entry(m.id).or_insert((m, due));
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    /// (Re)starts subscription `sub` at `start`, with the retained messages from there.
+    pub(crate) fn seed(&mut self, sub: &str, start: StartAt, live: &mut Live) {
+        let from = match start {
+            StartAt::Latest => None,
+            StartAt::Earliest => Some(0),
+            StartAt::Id(id) => Some(id),
+        };
+        let messages = from.map(|id| self.retained_from(id)).unwrap_or_default();
+        let floor = self.log_floor;
+        let s = self.subs.entry(sub.to_string()).or_default();
+        s.clear(live);
+        for (mut meta, due) in messages.into_iter().filter(|(m, _)| m.id >= floor) {
+            meta.deliveries = 0;
+            s.add(meta, due, false, live);
+        }
+    }
+
+    /// Releases everything the queue holds from the segment accounting.
+    pub(crate) fn release_all(&mut self, live: &mut Live) {
+        for s in self.subs.values_mut() {
+            s.clear(live);
+        }
+        self.clear_log(live);
+    }
+}

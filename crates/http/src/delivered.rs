@@ -1,0 +1,93 @@
+//! Replies that carry a [`Delivery`]: the messages count as delivered only once they
+//! were handed to the client's connection.
+//!
+//! The reply body is the JSON, then a confirm: hyper asks the body for its next frame
+//! only after it took the previous one, so the confirm (the durable removal or lease)
+//! runs after the JSON went to the connection, and the chunked reply ends only once it
+//! is durable. A client that reads a complete reply knows its take is final; a
+//! connection that closes first drops the body, and the delivery's messages return to
+//! the head of the queue. If the confirm fails the body errors, and the client sees a
+//! broken reply rather than a complete one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use godwit_core::Delivery;
+use http_body::Frame;
+
+use crate::error::ApiError;
+use crate::render::MessagesReply;
+
+type Confirming = Pin<Box<dyn Future<Output = godwit_core::Result<()>> + Send>>;
+
+/// The reply body of a delivery: the JSON, then the confirm.
+struct ConfirmingBody {
+    json: Option<Bytes>,
+    delivery: Option<Delivery>,
+    confirming: Option<Confirming>,
+}
+
+impl http_body::Body for ConfirmingBody {
+    type Data = Bytes;
+    type Error = godwit_core::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(json) = self.json.take() {
+            if let Some(d) = self.delivery.as_mut() {
+                d.written();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(json))));
+        }
+        if let Some(delivery) = self.delivery.take() {
+            self.confirming = Some(Box::pin(delivery.confirm()));
+        }
+        match self.confirming.as_mut() {
+            Some(confirm) => match confirm.as_mut().poll(cx) {
+                Poll::Ready(result) => {
+                    self.confirming = None;
+                    Poll::Ready(result.err().map(Err))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.json.is_none() && self.delivery.is_none() && self.confirming.is_none()
+    }
+}
+
+/// A 200 reply with the delivery's messages, confirmed once written.
+pub fn reply(delivery: Delivery) -> Result<Response, ApiError> {
+    let reply = MessagesReply::new(delivery.messages().to_vec());
+    let json = serde_json::to_vec(&reply).map_err(|e| {
+        ApiError::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?;
+    if delivery.is_empty() {
+        return Ok((
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            json,
+        )
+            .into_response());
+    }
+    let body = ConfirmingBody {
+        json: Some(Bytes::from(json)),
+        delivery: Some(delivery),
+        confirming: None,
+    };
+    let mut response = Response::new(Body::new(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
