@@ -7,14 +7,15 @@ use godwit_core::SettingsPatch;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{OptionalJson, QueueName};
-use crate::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
-use crate::AppState;
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{OptionalJson, QueueName};
+use crate::native::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
+use crate::{AppState, MAX_DURATION_MS};
 
 /// A partial settings update (documentation of the body `PUT /v1/queues/{queue}` takes):
 /// absent fields keep their value, `null` clears an optional one.
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SettingsPatchDoc {
     /// Dead-letter after this many deliveries; `null` never dead-letters.
@@ -25,7 +26,7 @@ pub struct SettingsPatchDoc {
     dedup_window_ms: Option<u64>,
     /// `{"mode": "consume"}` or `{"mode": "log", "max_age_ms": …, "max_bytes": …,
     /// "max_count": …}`.
-    retention: Option<crate::render::RetentionJson>,
+    retention: Option<crate::native::render::RetentionJson>,
     /// Most messages of the default subscription; `null` is unbounded.
     max_length: Option<u64>,
     /// Most stored bytes of the default subscription; `null` is unbounded.
@@ -52,7 +53,9 @@ pub struct PurgeReply {
     request_body(content = Option<SettingsPatchDoc>, description = "Settings to change; may be empty"),
     responses(
         (status = 200, description = "The queue's settings now", body = SettingsJson),
-        (status = 400, description = "Bad name or settings", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or settings", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn configure(
@@ -64,8 +67,27 @@ pub async fn configure(
     if let Some(Some(dlq)) = &patch.dead_letter_queue {
         godwit_core::name::validate_queue(dlq)?;
     }
+    check_durations(&patch)?;
     let settings = app.broker.configure(&queue, patch).await?;
     Ok(Json(settings.into()))
+}
+
+/// Refuses durations above [`MAX_DURATION_MS`].
+///
+/// TODO: leave to the core once `configure` rejects them itself.
+fn check_durations(patch: &SettingsPatch) -> Result<(), ApiError> {
+    let max_age = patch.retention.and_then(|r| r.max_age_ms);
+    for (name, ms) in [
+        ("dedup_window_ms", patch.dedup_window_ms),
+        ("max_age_ms", max_age),
+    ] {
+        if ms.is_some_and(|ms| ms > MAX_DURATION_MS) {
+            return Err(ApiError::invalid_argument(format!(
+                "{name} must be at most {MAX_DURATION_MS} (100 years)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Lists every queue with its stats.
@@ -88,7 +110,9 @@ pub async fn list(State(app): State<AppState>) -> Json<QueuesReply> {
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "Stats and settings", body = QueueJson),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -111,7 +135,9 @@ pub async fn show(
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "How many messages were dropped", body = PurgeReply),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn purge(
@@ -130,7 +156,9 @@ pub async fn purge(
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn delete(

@@ -8,10 +8,10 @@ use godwit_core::{LeaseOptions, ReadOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, QueueName};
-use crate::render::MessagesReply;
-use crate::AppState;
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{ApiJson, ApiQuery, QueueName};
+use crate::native::render::MessagesReply;
+use crate::{AppState, MAX_DURATION_MS};
 
 /// Options of a take, in the query string.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -20,7 +20,7 @@ use crate::AppState;
 pub struct TakeQuery {
     /// At most this many messages (default 1, at most the broker's max batch).
     pub max: Option<usize>,
-    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// Wait up to this many milliseconds for a first message (default 0; at most the
     /// server's max wait).
     pub wait_ms: Option<u64>,
     /// A named subscription; absent or empty means the queue's default one.
@@ -34,7 +34,7 @@ pub struct TakeQuery {
 pub struct LeaseQuery {
     /// At most this many messages (default 1, at most the broker's max batch).
     pub max: Option<usize>,
-    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// Wait up to this many milliseconds for a first message (default 0; at most the
     /// server's max wait).
     pub wait_ms: Option<u64>,
     /// How long the lease hides the messages (default 30000).
@@ -121,9 +121,22 @@ fn read_options(
 ) -> Result<ReadOptions, ApiError> {
     Ok(ReadOptions {
         max: max_messages(app, max)?,
-        wait: Duration::from_millis(wait_ms.unwrap_or(0)).min(app.broker.config().max_wait),
+        wait: wait(app, wait_ms)?,
         subscription: subscription(sub)?,
     })
+}
+
+// TODO: drop once the core rejects a wait above `max_wait` itself (it caps it today).
+fn wait(app: &AppState, wait_ms: Option<u64>) -> Result<Duration, ApiError> {
+    let wait = Duration::from_millis(wait_ms.unwrap_or(0));
+    let limit = app.broker.config().max_wait;
+    if wait > limit {
+        return Err(ApiError::invalid_argument(format!(
+            "wait_ms must be at most the server's max wait of {} ms",
+            limit.as_millis()
+        )));
+    }
+    Ok(wait)
 }
 
 fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
@@ -132,6 +145,10 @@ fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
         Some(0) => Err(ApiError::invalid_argument(
             "visibility_ms must be at least 1",
         )),
+        // TODO: leave to the core once it rejects durations above `MAX_DURATION_MS`.
+        Some(ms) if ms > MAX_DURATION_MS => Err(ApiError::invalid_argument(format!(
+            "visibility_ms must be at most {MAX_DURATION_MS} (100 years)"
+        ))),
         Some(ms) => Ok(Duration::from_millis(ms)),
     }
 }
@@ -145,8 +162,9 @@ fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
     params(("queue" = String, Path, description = "Queue name"), TakeQuery),
     responses(
         (status = 200, description = "The messages (an empty list when none was ready)", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn take(
@@ -168,8 +186,9 @@ pub async fn take(
     params(("queue" = String, Path, description = "Queue name"), LeaseQuery),
     responses(
         (status = 200, description = "The leased messages, each with a receipt", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn lease(
@@ -195,7 +214,9 @@ pub async fn lease(
     request_body(content = ReceiptsRequest),
     responses(
         (status = 200, description = "How many leases were acked", body = AckReply),
-        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+        (status = 400, description = "`invalid_name` or `invalid_json`: a bad name or body", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn ack(
@@ -217,7 +238,9 @@ pub async fn ack(
     request_body(content = ReceiptsRequest),
     responses(
         (status = 200, description = "How many leases were returned", body = NackReply),
-        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+        (status = 400, description = "`invalid_name` or `invalid_json`: a bad name or body", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn nack(
@@ -238,7 +261,9 @@ pub async fn nack(
     request_body(content = ExtendRequest),
     responses(
         (status = 200, description = "How many leases were extended", body = ExtendReply),
-        (status = 400, description = "Bad name, JSON or visibility", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name, body or visibility", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn extend(
@@ -262,8 +287,9 @@ pub async fn extend(
     params(("queue" = String, Path, description = "Queue name"), PeekQuery),
     responses(
         (status = 200, description = "The messages that would be delivered next", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn peek(
