@@ -18,7 +18,7 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
                       response_schema_conformance,negative_data_rejection,unsupported_method";
 /// Generated cases per operation and phase: enough to walk every bound, small enough
 /// for about a minute on two cores.
-const MAX_EXAMPLES: &str = "40";
+const MAX_EXAMPLES: &str = "100";
 /// A fixed seed, so a failure reproduces.
 const SEED: &str = "20240601";
 
