@@ -9,10 +9,17 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// What a monitor sees from `/healthz`: a JSON `{"status": "ok"}` (the harness already
+/// waited for the 200). The 503 of a failed or closing store cannot be caused over HTTP
+/// alone: the router test `healthz_answers_503_once_the_broker_is_shut_down` covers it
+/// for a closed broker, and the fault-injecting storage test for a failed store.
 #[tokio::test]
-async fn healthz_answers_200() {
+async fn healthz_answers_ok_in_json() {
     let s = TestServer::start(&[]).await;
-    assert_eq!(s.get("/healthz").await.status, 200);
+    let r = s.get("/healthz").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.content_type.starts_with("application/json"), "{r:?}");
+    assert_eq!(r.json, json!({"status": "ok"}), "{r:?}");
 }
 
 #[tokio::test]
@@ -1004,6 +1011,41 @@ async fn bad_query_values_are_400() {
     s.assert_still_serving().await;
 }
 
+/// The maxima the OpenAPI document states are enforced, not capped: a wait above the
+/// server's max wait, durations above 100 years.
+#[tokio::test]
+async fn values_above_the_documented_maxima_are_400() {
+    const OVER_100_YEARS: u64 = 100 * 365 * 24 * 3600 * 1000 + 1;
+    let s = TestServer::start(&["--max-wait-ms", "300"]).await;
+    for path in [
+        "/v1/queues/mx/take?wait_ms=301".to_owned(),
+        "/v1/queues/mx/lease?wait_ms=301".to_owned(),
+        format!("/v1/queues/mx/lease?visibility_ms={OVER_100_YEARS}"),
+        format!("/v1/queues/mx/messages?delay_ms={OVER_100_YEARS}"),
+        format!("/v1/queues/mx/messages?ttl_ms={OVER_100_YEARS}"),
+    ] {
+        s.post(&path).await.assert_error(400, "invalid_argument");
+    }
+    for settings in [
+        json!({"dedup_window_ms": OVER_100_YEARS}),
+        json!({"retention": {"mode": "log", "max_age_ms": OVER_100_YEARS}}),
+    ] {
+        s.put_json("/v1/queues/mx", &settings)
+            .await
+            .assert_error(400, "invalid_argument");
+    }
+    let r = s
+        .post_json(
+            "/v1/queues/mx/extend",
+            &json!({"receipts": [], "visibility_ms": OVER_100_YEARS}),
+        )
+        .await;
+    r.assert_error(400, "invalid_argument");
+    // At the maximum itself: an ordinary (empty) reply after the wait.
+    let r = s.post("/v1/queues/mx/take?wait_ms=300").await;
+    assert!(r.messages().is_empty(), "{r:?}");
+}
+
 #[tokio::test]
 async fn sigterm_exits_zero_and_data_survives_restart() {
     let mut s = TestServer::start(&[]).await;
@@ -1056,19 +1098,27 @@ async fn metrics_report_requests_and_queue_gauges() {
     );
 }
 
+/// Every operation the document lists is served (the router's own table is compared
+/// with the document, both ways, in the crate's tests; this is the user's side).
 #[tokio::test]
-async fn openapi_document_lists_the_routes() {
+async fn openapi_document_lists_only_served_routes() {
     let s = TestServer::start(&[]).await;
     let r = s.get("/v1/openapi.json").await;
     assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.content_type.starts_with("application/json"), "{r:?}");
     let paths = r.json["paths"].as_object().expect("paths object");
-    for p in [
-        "/v1/queues/{queue}/messages",
-        "/v1/queues/{queue}/take",
-        "/v1/queues/{queue}/lease",
-        "/v1/queues",
-    ] {
-        assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
+    for (path, methods) in paths {
+        let uri = path.replace("{queue}", "doc").replace("{name}", "sub");
+        for method in methods.as_object().expect("methods").keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let reply = s.request(method.clone(), &uri, None).await;
+            assert_ne!(reply.status, 405, "{method} {uri}: {reply:?}");
+            let message = reply.json["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                !message.starts_with("no route"),
+                "{method} {uri}: {reply:?}"
+            );
+        }
     }
 }
 

@@ -1,9 +1,18 @@
 //! Restart after checkpoints: state rebuilt from a checkpoint plus the log tail matches
-//! what was acknowledged, in order.
+//! what was acknowledged, in order, and the checkpoint is what recovery started from
+//! (only the tail after it is replayed).
 
 mod common;
 
-use common::{ids, TestServer};
+use std::time::Duration;
+
+use common::{eventually, ids, log_field, TestServer};
+
+/// How long the sweeper may take to write a due checkpoint (it looks every 100 ms).
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The line the broker logs when recovery is done, with `replayed_groups=N`.
+const RECOVERED: &str = "broker state recovered";
 
 #[tokio::test]
 async fn restart_after_several_checkpoints_keeps_everything_in_order() {
@@ -36,6 +45,14 @@ async fn restart_after_several_checkpoints_keeps_everything_in_order() {
         .messages();
     assert_eq!(ids(&leased), (101..=105).collect::<Vec<_>>());
 
+    // ~500 KB of log with a checkpoint due every 64 KiB: the sweeper writes one while
+    // serving (not only at shutdown).
+    let checkpoint = s.data_dir().join("checkpoint");
+    eventually(WAIT, "a checkpoint written while serving", || async {
+        checkpoint.is_file().then_some(())
+    })
+    .await;
+
     let status = s.terminate().await;
     assert!(status.success(), "{status}");
     s.restart().await;
@@ -56,8 +73,35 @@ async fn restart_after_several_checkpoints_keeps_everything_in_order() {
             .await;
         assert_eq!(r.status, 201, "{r:?}");
     }
+    // 60 single pushes of 8 KB (480 KB), a checkpoint after them, then a crash:
+    // recovery must start from that checkpoint and replay (almost) nothing of the 60.
+    const TAIL_PUSHES: u64 = 60;
+    let before = std::fs::read(&checkpoint).expect("read the checkpoint");
+    let big = "t".repeat(8 * 1024);
+    for _ in 0..TAIL_PUSHES {
+        s.push("tail", &big).await;
+    }
+    eventually(WAIT, "a checkpoint after the tail pushes", || async {
+        let now = std::fs::read(&checkpoint).unwrap_or_default();
+        (!now.is_empty() && now != before).then_some(())
+    })
+    .await;
+    // A checkpoint may have landed mid-way: give the sweeper (every 100 ms) time to
+    // write the next one if the rest is due, so at most 64 KiB (8 pushes) stay behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     s.kill9();
     s.restart().await;
+    let replayed = log_field(&s.stderr(), RECOVERED, "replayed_groups").unwrap_or_else(|| {
+        panic!(
+            "no {RECOVERED:?} line with replayed_groups:\n{}",
+            s.stderr()
+        )
+    });
+    assert!(
+        replayed <= TAIL_PUSHES / 3,
+        "replayed {replayed} groups after {TAIL_PUSHES} pushes: checkpoints are not being \
+         written (or not used)"
+    );
 
     let got = s.drain("ck", 10_000).await;
     assert_eq!(ids(&got), (101..=total).collect::<Vec<_>>());
@@ -66,5 +110,6 @@ async fn restart_after_several_checkpoints_keeps_everything_in_order() {
         assert_eq!(m["body"].as_str(), Some(body(id).as_str()), "body of {id}");
     }
     assert_eq!(s.drain("other", 1000).await.len(), 150);
+    assert_eq!(s.drain("tail", 1000).await.len(), TAIL_PUSHES as usize);
     assert_eq!(s.push("ck", "tail").await, total + 1);
 }

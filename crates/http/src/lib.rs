@@ -1,23 +1,23 @@
-//! Godwit's HTTP faces. For now: the native `/v1` JSON API, `/healthz`, `/metrics` and
-//! the OpenAPI document.
+//! Godwit's HTTP faces, one module per dialect, merged into one axum router by
+//! [`router`]. Nothing here touches storage: every dialect parses a request, calls the
+//! [`godwit_core::Broker`], and renders the reply in its own shape.
 //!
-//! Each route family is one module under [`routes`] that parses (with the extractors in
-//! [`extract`]), calls the [`godwit_core::Broker`], and renders (with [`render`]).
-//! Every error a client sees is an [`ApiError`] in the shape
-//! `{"error": {"code": "...", "message": "..."}}`. Nothing here touches storage.
+//! - [`native`]: the native `/v1` JSON API and its OpenAPI document. Its errors are
+//!   `{"error": {"code": "...", "message": "..."}}`, and its error layer (which rewrites
+//!   any non-JSON error reply into that shape) wraps `/v1` routes only.
+//! - [`ops`]: operations routes shared by every dialect: `/healthz` and `/metrics`.
+//! - [`metrics`]: request counting (one middleware around every route) and queue gauges.
 //!
-//! Message headers travel in HTTP request headers named `x-godwit-header-<name>` on
-//! `POST /v1/queues/{queue}/messages` (the name is lower-cased, as HTTP header names
-//! are case-insensitive), and in the `headers` object of batch items and replies.
+//! The other dialects go beside `native/`, each a module with its own router, extractors,
+//! renderers and error layer, merged in [`router`]: `restmq/` (RestMQ's `/q` and `/c`
+//! routes, with its exact-byte JSON and HTML error pages), `httpmq/` (httpmq's
+//! `/?name=…&opt=…`), `queue_service/`, `queue_sample/`, and `live/` (live delivery
+//! streams). A dialect's error layer must never rewrite another dialect's replies.
 
-mod delivered;
-pub mod error;
-pub mod extract;
-mod fallback;
 pub mod metrics;
-pub mod openapi;
-pub mod render;
-pub mod routes;
+pub mod native;
+pub mod ops;
+mod route;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,10 @@ use axum::Router;
 use godwit_core::{Broker, BrokerConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use error::ApiError;
+pub use native::error::ApiError;
+
+/// Longest duration any request or setting may carry, in milliseconds (100 years).
+pub use godwit_core::MAX_DURATION_MS;
 
 /// Room for JSON framing on top of the largest message in single-message bodies.
 const BODY_SLACK_BYTES: usize = 64 * 1024;
@@ -79,15 +82,25 @@ pub struct AppState {
     pub opts: Arc<HttpOptions>,
     /// Which queues have depth gauges, so deleted queues can be zeroed.
     pub(crate) gauges: Arc<metrics::QueueGauges>,
+    /// The native OpenAPI document, with the configured limits filled in.
+    pub(crate) openapi: bytes::Bytes,
 }
 
-/// The whole HTTP face: `/healthz`, `/metrics` and the native `/v1` API, with JSON
-/// errors for unknown routes, wrong methods, bad input and panics.
+/// The whole HTTP face: the operations routes and every dialect's router, merged, with
+/// request metrics around all of them. A path no dialect serves answers the native
+/// JSON 404 (no dialect owns the root yet).
 pub fn router(broker: Broker, opts: HttpOptions) -> Router {
+    let openapi = native::openapi::json(broker.config()).into();
     let state = AppState {
         broker,
         opts: Arc::new(opts),
         gauges: Arc::default(),
+        openapi,
     };
-    routes::router(state)
+    Router::new()
+        .merge(ops::router())
+        .merge(native::router(&state))
+        .fallback(native::fallback::not_found)
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .with_state(state)
 }

@@ -473,3 +473,16 @@ pub fn newest_segment(dir: &Path) -> PathBuf {
     segs.pop()
         .unwrap_or_else(|| panic!("no *.seg file under {}", dir.display()))
 }
+
+/// The numeric field `field=N` of the last line of `log` that contains `message` (the
+/// server logs `tracing`'s plain text format to a file, without colours).
+pub fn log_field(log: &str, message: &str, field: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains(message))?;
+    let key = format!("{field}=");
+    let start = line.find(&key)? + key.len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}

@@ -5,7 +5,8 @@
 //! variant in one place, [`ApiError::from`]), extractor rejections (malformed JSON, bad
 //! query values, bodies over the limit) and routing misses (404, 405).
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -56,6 +57,12 @@ impl ApiError {
         )
     }
 
+    /// A 507 `disk_full` error: the store has no room for a push now; the reply carries
+    /// `Retry-After: 1`, as space comes back when consumers catch up.
+    pub fn disk_full(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
+    }
+
     /// The error a client gets for a status produced outside our handlers (the safety
     /// net that rewrites non-JSON error replies); the code is derived from the status.
     pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
@@ -67,6 +74,7 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid_json",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::INSUFFICIENT_STORAGE => "disk_full",
             s if s.is_server_error() => "internal",
             _ => "error",
         };
@@ -82,7 +90,7 @@ impl From<godwit_core::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::QueueFull(_) => StatusCode::CONFLICT,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            E::DiskFull(_) => return Self::disk_full(err.to_string()),
             E::Storage(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, err.code(), err.to_string())
@@ -100,7 +108,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A short stable code, e.g. `invalid_argument`, `not_found`, `queue_full`,
-    /// `too_large`, `invalid_json`, `invalid_query`, `method_not_allowed`, `unavailable`.
+    /// `too_large`, `invalid_json`, `invalid_query`, `invalid_name`, `method_not_allowed`,
+    /// `unavailable`, `storage_error`, `disk_full`.
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
@@ -117,7 +126,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::INSUFFICIENT_STORAGE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -162,6 +177,15 @@ mod tests {
             status_and_code(Error::Storage(StorageError::io("append", io))),
             (StatusCode::SERVICE_UNAVAILABLE, "storage_error")
         );
+    }
+
+    #[test]
+    fn disk_full_is_507_with_retry_after() {
+        let resp = ApiError::disk_full("no space left").into_response();
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
+        let resp = ApiError::invalid_argument("x").into_response();
+        assert!(resp.headers().get(RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

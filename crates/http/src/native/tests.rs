@@ -12,7 +12,12 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::HttpOptions;
+use std::collections::BTreeSet;
+
+use axum::routing::get;
+
+use super::openapi;
+use crate::{route, AppState, HttpOptions};
 
 struct TestApp {
     router: Router,
@@ -250,22 +255,132 @@ async fn metrics_label_requests_by_route_template() {
     );
 }
 
+/// A state like the one [`crate::router`] builds, for checks on the parts.
+fn state(dir: &tempfile::TempDir) -> AppState {
+    let mut opts = StoreOptions::new(dir.path());
+    opts.fsync = FsyncPolicy::Never;
+    let store = LogStore::open(opts).unwrap();
+    let config = BrokerConfig::default();
+    let broker = Broker::open(Arc::new(store), Arc::new(SystemClock), config.clone()).unwrap();
+    let handle = PrometheusBuilder::new().build_recorder().handle();
+    AppState {
+        broker,
+        opts: Arc::new(HttpOptions::new(&config, handle)),
+        gauges: Arc::default(),
+        openapi: openapi::json(&config).into(),
+    }
+}
+
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&dir);
+    let mut served = route::operations(&super::routes::table(&state));
+    served.extend(route::operations(&crate::ops::table()));
     let app = app();
     let (status, v) = app
         .call(Method::GET, "/v1/openapi.json", Body::empty())
         .await;
     assert_eq!(status, StatusCode::OK);
-    let paths = v["paths"].as_object().unwrap();
-    for p in [
-        "/v1/queues/{queue}/messages",
-        "/v1/queues/{queue}/batch",
-        "/v1/queues/{queue}/lease",
-        "/v1/queues/{queue}/extend",
-        "/v1/queues/{queue}/subscriptions/{name}/seek",
-        "/healthz",
-    ] {
-        assert!(paths.contains_key(p), "missing {p}");
+    let documented: BTreeSet<(String, String)> = v["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served, not documented: {undocumented:?}"
+    );
+    assert!(unserved.is_empty(), "documented, not served: {unserved:?}");
+    // Every documented operation is routed: it answers neither a routing 404 nor a 405.
+    for (method, path) in &documented {
+        let uri = path.replace("{queue}", "q").replace("{name}", "s");
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+        let (status, v) = app.call(method.clone(), &uri, Body::empty()).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.starts_with("no route"), "{method} {uri}: {v}");
     }
+}
+
+#[tokio::test]
+async fn every_documented_status_is_one_the_route_can_answer() {
+    let app = app();
+    let (_, v) = app
+        .call(Method::GET, "/v1/openapi.json", Body::empty())
+        .await;
+    let statuses = |path: &str, method: &str| -> BTreeSet<String> {
+        v["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} undocumented"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let set = |codes: &[&str]| codes.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>();
+    let push = set(&["200", "201", "400", "409", "413", "503", "507"]);
+    assert_eq!(statuses("/v1/queues/{queue}/messages", "post"), push);
+    assert_eq!(statuses("/v1/queues/{queue}/batch", "post"), push);
+    assert_eq!(
+        statuses("/v1/queues/{queue}", "get"),
+        set(&["200", "400", "404", "503"])
+    );
+    assert_eq!(
+        statuses("/v1/queues/{queue}/ack", "post"),
+        set(&["200", "400", "413", "503"])
+    );
+    assert_eq!(statuses("/healthz", "get"), set(&["200", "503"]));
+    let retry = &v["paths"]["/v1/queues/{queue}/messages"]["post"]["responses"]["507"]["headers"];
+    assert!(retry.get("Retry-After").is_some(), "{retry}");
+}
+
+#[tokio::test]
+async fn healthz_answers_503_once_the_broker_is_shut_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&dir);
+    let broker = state.broker.clone();
+    let router = crate::ops::router().with_state(state);
+    let get = || Request::get("/healthz").body(Body::empty()).unwrap();
+    let resp = router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    broker.shutdown().await.unwrap();
+    let resp = router.oneshot(get()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let bytes = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v, json!({"status": "unavailable"}));
+}
+
+#[tokio::test]
+async fn the_json_error_net_covers_native_routes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&dir);
+    // A sibling dialect with its own (plain-text) error replies, merged beside native.
+    let router = Router::new()
+        .merge(super::router(&state))
+        .route(
+            "/plain",
+            get(|| async { (StatusCode::BAD_REQUEST, "plain words") }),
+        )
+        .with_state(state);
+    let resp = router
+        .oneshot(Request::get("/plain").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+    assert_eq!(&bytes[..], b"plain words");
 }

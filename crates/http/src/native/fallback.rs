@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Largest error body the safety net reads to reuse as a message.
 const MAX_ERROR_TEXT: usize = 4096;

@@ -8,9 +8,9 @@ use godwit_core::StartAt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, OptionalJson, QueueName, SubscriptionName};
-use crate::render::{SubscriptionJson, SubscriptionsReply};
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{ApiJson, OptionalJson, QueueName, SubscriptionName};
+use crate::native::render::{SubscriptionJson, SubscriptionsReply};
 use crate::AppState;
 
 /// Where a new subscription starts: `"latest"`, `"earliest"` or a message id.
@@ -93,7 +93,9 @@ pub struct SeekReply {
     responses(
         (status = 201, description = "Created", body = SubscribeReply),
         (status = 200, description = "It existed already", body = SubscribeReply),
-        (status = 400, description = "Bad name or start", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or start", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn subscribe(
@@ -132,8 +134,10 @@ pub async fn subscribe(
     request_body(content = SeekRequest),
     responses(
         (status = 200, description = "Moved", body = SeekReply),
-        (status = 400, description = "Bad name or JSON", body = ErrorBody),
-        (status = 404, description = "No such queue or subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name` or `invalid_json`: a bad name or body", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue or subscription", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn seek(
@@ -161,7 +165,9 @@ pub async fn seek(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such queue or subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue or subscription name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue or subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn unsubscribe(
@@ -181,7 +187,9 @@ pub async fn unsubscribe(
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "The subscriptions", body = SubscriptionsReply),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn list(

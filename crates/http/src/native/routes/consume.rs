@@ -9,9 +9,9 @@ use godwit_core::{LeaseOptions, ReadOptions, Receipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, QueueName};
-use crate::render::MessagesReply;
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{ApiJson, ApiQuery, QueueName};
+use crate::native::render::MessagesReply;
 use crate::AppState;
 
 /// Options of a take, in the query string.
@@ -21,7 +21,7 @@ use crate::AppState;
 pub struct TakeQuery {
     /// At most this many messages (default 1, at most the broker's max batch).
     pub max: Option<usize>,
-    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// Wait up to this many milliseconds for a first message (default 0; at most the
     /// server's max wait).
     pub wait_ms: Option<u64>,
     /// A named subscription; absent or empty means the queue's default one.
@@ -35,7 +35,7 @@ pub struct TakeQuery {
 pub struct LeaseQuery {
     /// At most this many messages (default 1, at most the broker's max batch).
     pub max: Option<usize>,
-    /// Wait up to this many milliseconds for a first message (default 0; capped by the
+    /// Wait up to this many milliseconds for a first message (default 0; at most the
     /// server's max wait).
     pub wait_ms: Option<u64>,
     /// How long the lease hides the messages (default 30000).
@@ -94,14 +94,9 @@ pub struct ExtendReply {
     pub extended: usize,
 }
 
-fn max_messages(app: &AppState, max: Option<usize>) -> Result<usize, ApiError> {
-    let limit = app.broker.config().max_batch;
-    match max.unwrap_or(1) {
-        n @ 1.. if n <= limit => Ok(n),
-        n => Err(ApiError::invalid_argument(format!(
-            "max must be 1..={limit}, not {n}"
-        ))),
-    }
+/// The `max` of a read: 1 when absent; its bounds are the core's to check.
+fn max_messages(max: Option<usize>) -> usize {
+    max.unwrap_or(1)
 }
 
 fn subscription(name: Option<String>) -> Result<Option<String>, ApiError> {
@@ -121,7 +116,7 @@ fn read_options(
     sub: Option<String>,
 ) -> Result<ReadOptions, ApiError> {
     Ok(ReadOptions {
-        max: max_messages(app, max)?,
+        max: max_messages(max),
         wait: Duration::from_millis(wait_ms.unwrap_or(0)),
         subscription: subscription(sub)?,
     })
@@ -151,8 +146,9 @@ fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
     params(("queue" = String, Path, description = "Queue name"), TakeQuery),
     responses(
         (status = 200, description = "The messages (an empty list when none was ready)", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn take(
@@ -161,7 +157,7 @@ pub async fn take(
     ApiQuery(query): ApiQuery<TakeQuery>,
 ) -> Result<Response, ApiError> {
     let opts = read_options(&app, query.max, query.wait_ms, query.subscription)?;
-    crate::delivered::reply(app.broker.take(&queue, opts).await?)
+    crate::native::delivered::reply(app.broker.take(&queue, opts).await?)
 }
 
 /// Leases up to `max` messages for `visibility_ms`; each carries a `receipt` to ack,
@@ -173,8 +169,9 @@ pub async fn take(
     params(("queue" = String, Path, description = "Queue name"), LeaseQuery),
     responses(
         (status = 200, description = "The leased messages, each with a receipt", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn lease(
@@ -186,7 +183,7 @@ pub async fn lease(
         read: read_options(&app, query.max, query.wait_ms, query.subscription)?,
         visibility: visibility(&app, query.visibility_ms)?,
     };
-    crate::delivered::reply(app.broker.lease(&queue, opts).await?)
+    crate::native::delivered::reply(app.broker.lease(&queue, opts).await?)
 }
 
 /// Acks leases: the messages are consumed. Stale receipts ack nothing.
@@ -198,7 +195,9 @@ pub async fn lease(
     request_body(content = ReceiptsRequest),
     responses(
         (status = 200, description = "How many leases were acked", body = AckReply),
-        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+        (status = 400, description = "`invalid_name` or `invalid_json`: a bad name or body", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn ack(
@@ -220,7 +219,9 @@ pub async fn ack(
     request_body(content = ReceiptsRequest),
     responses(
         (status = 200, description = "How many leases were returned", body = NackReply),
-        (status = 400, description = "Bad name or JSON", body = ErrorBody),
+        (status = 400, description = "`invalid_name` or `invalid_json`: a bad name or body", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn nack(
@@ -244,7 +245,9 @@ pub async fn nack(
     request_body(content = ExtendRequest),
     responses(
         (status = 200, description = "How many leases were extended", body = ExtendReply),
-        (status = 400, description = "Bad name, JSON or visibility", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name, body or visibility", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn extend(
@@ -268,8 +271,9 @@ pub async fn extend(
     params(("queue" = String, Path, description = "Queue name"), PeekQuery),
     responses(
         (status = 200, description = "The messages that would be delivered next", body = MessagesReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn peek(
@@ -277,7 +281,7 @@ pub async fn peek(
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<PeekQuery>,
 ) -> Result<Json<MessagesReply>, ApiError> {
-    let max = max_messages(&app, query.max)?;
+    let max = max_messages(query.max);
     let sub = subscription(query.subscription)?;
     let messages = app.broker.peek(&queue, max, sub.as_deref()).await?;
     Ok(Json(MessagesReply::new(messages)))

@@ -7,14 +7,15 @@ use godwit_core::SettingsPatch;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{OptionalJson, QueueName};
-use crate::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{OptionalJson, QueueName};
+use crate::native::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
 use crate::AppState;
 
 /// A partial settings update (documentation of the body `PUT /v1/queues/{queue}` takes):
 /// absent fields keep their value, `null` clears an optional one.
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SettingsPatchDoc {
     /// Dead-letter after this many deliveries; `null` never dead-letters.
@@ -25,7 +26,7 @@ pub struct SettingsPatchDoc {
     dedup_window_ms: Option<u64>,
     /// `{"mode": "consume"}` or `{"mode": "log", "max_age_ms": …, "max_bytes": …,
     /// "max_count": …}`.
-    retention: Option<crate::render::RetentionJson>,
+    retention: Option<crate::native::render::RetentionJson>,
     /// Most messages of the default subscription; `null` is unbounded.
     max_length: Option<u64>,
     /// Most stored bytes of the default subscription; `null` is unbounded.
@@ -52,7 +53,9 @@ pub struct PurgeReply {
     request_body(content = Option<SettingsPatchDoc>, description = "Settings to change; may be empty"),
     responses(
         (status = 200, description = "The queue's settings now", body = SettingsJson),
-        (status = 400, description = "Bad name or settings", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or settings", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn configure(
@@ -61,9 +64,6 @@ pub async fn configure(
     OptionalJson(patch): OptionalJson<SettingsPatch>,
 ) -> Result<Json<SettingsJson>, ApiError> {
     let patch = patch.unwrap_or_default();
-    if let Some(Some(dlq)) = &patch.dead_letter_queue {
-        godwit_core::name::validate_queue(dlq)?;
-    }
     let settings = app.broker.configure(&queue, patch).await?;
     Ok(Json(settings.into()))
 }
@@ -88,7 +88,9 @@ pub async fn list(State(app): State<AppState>) -> Json<QueuesReply> {
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "Stats and settings", body = QueueJson),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -111,7 +113,9 @@ pub async fn show(
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 200, description = "How many messages were dropped", body = PurgeReply),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn purge(
@@ -130,7 +134,9 @@ pub async fn purge(
     params(("queue" = String, Path, description = "Queue name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
 pub async fn delete(

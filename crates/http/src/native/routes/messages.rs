@@ -14,8 +14,8 @@ use godwit_core::{NewMessage, DEFAULT_PRIORITY, MAX_PRIORITY};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, QueueName, RawBody};
+use crate::native::error::{ApiError, ErrorBody};
+use crate::native::extract::{ApiJson, ApiQuery, QueueName, RawBody};
 use crate::AppState;
 
 /// Request headers with this prefix become message headers (the rest of the name).
@@ -160,14 +160,17 @@ fn message_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiE
     path = "/v1/queues/{queue}/messages",
     tag = "messages",
     params(("queue" = String, Path, description = "Queue name (created on first use)"), PushQuery),
-    request_body(content = String, content_type = "application/octet-stream",
-        description = "The message body, verbatim. Headers `x-godwit-header-<name>: <value>` become message headers."),
+    request_body(content = Option<String>, content_type = "application/octet-stream",
+        description = "The message body, verbatim (may be empty). Headers `x-godwit-header-<name>: <value>` become message headers."),
     responses(
         (status = 201, description = "Pushed", body = PushReply),
         (status = 200, description = "A duplicate of a message within the dedup window", body = PushReply),
-        (status = 400, description = "Bad name or parameter", body = ErrorBody),
-        (status = 409, description = "The queue is full", body = ErrorBody),
-        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name, parameter or header", body = ErrorBody),
+        (status = 409, description = "`queue_full`: the queue is at its max length or bytes and rejects pushes", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the message or request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+        (status = 507, description = "`disk_full`: no room to store the message now", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn push(
@@ -224,9 +227,12 @@ pub async fn push(
     responses(
         (status = 201, description = "Pushed", body = BatchReply),
         (status = 200, description = "Every item was a duplicate", body = BatchReply),
-        (status = 400, description = "Bad name, JSON or item", body = ErrorBody),
-        (status = 409, description = "The queue is full", body = ErrorBody),
-        (status = 413, description = "A body or the request is over the limit", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name, JSON body or item", body = ErrorBody),
+        (status = 409, description = "`queue_full`: the queue is at its max length or bytes and rejects pushes", body = ErrorBody),
+        (status = 413, description = "`too_large`: a body or the request is over the limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+        (status = 507, description = "`disk_full`: no room to store the messages now", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn batch(

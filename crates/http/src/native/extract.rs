@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// The `{queue}` path parameter, checked with [`godwit_core::name::validate_queue`].
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Like [`ApiJson`], but an empty (or all-whitespace) body is `None`.
+/// Like [`ApiJson`], but an empty (or all-whitespace) body, or JSON `null`, is `None`.
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -166,7 +166,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
-        parse_json(&bytes).map(|value| Self(Some(value)))
+        parse_json(&bytes).map(Self)
     }
 }
 

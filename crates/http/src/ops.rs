@@ -1,12 +1,16 @@
-//! `GET /healthz`: whether the broker's store is open and healthy.
+//! Operations routes shared by every dialect: `GET /healthz` (whether the broker's store
+//! is open and healthy) and `GET /metrics` (Prometheus text). They answer in their own
+//! fixed shapes, whichever dialect a deployment uses.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Json, Router};
 use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::ToSchema;
 
-use crate::AppState;
+use crate::route::{self, Route};
+use crate::{metrics, native, AppState};
 
 /// The reply of `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,4 +40,20 @@ pub async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<HealthRep
             }),
         )
     }
+}
+
+/// Every operations route.
+pub(crate) fn table() -> Vec<Route> {
+    vec![
+        Route::get("/healthz", healthz),
+        Route::get("/metrics", metrics::scrape),
+    ]
+}
+
+/// The operations router. A wrong method is the JSON 405 of the native API (these
+/// routes predate the other dialects, and their clients are monitoring tools).
+pub(crate) fn router() -> Router<AppState> {
+    route::build(table())
+        .method_not_allowed_fallback(native::fallback::method_not_allowed)
+        .layer(CatchPanicLayer::custom(native::fallback::panicked))
 }

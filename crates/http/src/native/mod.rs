@@ -1,0 +1,41 @@
+//! The native `/v1` JSON API: push, take, lease, ack, nack, extend, peek, queues,
+//! subscriptions, and its OpenAPI document at `GET /v1/openapi.json`.
+//!
+//! Each route family is one module under [`routes`] that parses (with the extractors in
+//! [`extract`]), calls the [`godwit_core::Broker`], and renders (with [`render`]).
+//! Every error a client sees is an [`error::ApiError`] in the shape
+//! `{"error": {"code": "...", "message": "..."}}`; [`fallback`] holds the 404, 405 and
+//! panic replies and the safety net that rewrites any other error reply into that
+//! shape, applied to the routes of this module only.
+//!
+//! Message headers travel in HTTP request headers named `x-godwit-header-<name>` on
+//! `POST /v1/queues/{queue}/messages` (the name is lower-cased, as HTTP header names
+//! are case-insensitive), and in the `headers` object of batch items and replies.
+
+pub(crate) mod delivered;
+pub mod error;
+pub mod extract;
+pub mod fallback;
+pub mod openapi;
+pub mod render;
+pub mod routes;
+
+use axum::{Extension, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::route;
+use crate::AppState;
+use extract::BodyLimit;
+
+/// The native router: every route of [`routes::table`], with JSON 405 and panic
+/// replies, the body limit, and the JSON error safety net.
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    route::build(routes::table(state))
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(Extension(BodyLimit(state.opts.max_body_bytes)))
+        .layer(CatchPanicLayer::custom(fallback::panicked))
+        .layer(axum::middleware::from_fn(fallback::json_errors))
+}
+
+#[cfg(test)]
+mod tests;

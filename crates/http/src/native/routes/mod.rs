@@ -1,0 +1,49 @@
+//! The native route table, one module per resource family.
+
+pub mod consume;
+pub mod messages;
+pub mod queues;
+pub mod subscriptions;
+
+use axum::Extension;
+
+use super::extract::BodyLimit;
+use super::openapi;
+use crate::route::Route;
+use crate::AppState;
+
+/// Every native operation. This one table builds the router and is checked against the
+/// OpenAPI document, path and method alike.
+pub(crate) fn table(state: &AppState) -> Vec<Route> {
+    let batch_limit = state.opts.max_batch_body_bytes;
+    vec![
+        Route::get("/v1/openapi.json", openapi::document),
+        Route::get("/v1/queues", queues::list),
+        Route::put("/v1/queues/{queue}", queues::configure),
+        Route::get("/v1/queues/{queue}", queues::show),
+        Route::delete("/v1/queues/{queue}", queues::delete),
+        Route::post("/v1/queues/{queue}/purge", queues::purge),
+        Route::post("/v1/queues/{queue}/messages", messages::push),
+        Route::post("/v1/queues/{queue}/batch", messages::batch)
+            .map(|h| h.layer(Extension(BodyLimit(batch_limit)))),
+        Route::post("/v1/queues/{queue}/take", consume::take),
+        Route::post("/v1/queues/{queue}/lease", consume::lease),
+        Route::post("/v1/queues/{queue}/ack", consume::ack),
+        Route::post("/v1/queues/{queue}/nack", consume::nack),
+        Route::post("/v1/queues/{queue}/extend", consume::extend),
+        Route::get("/v1/queues/{queue}/peek", consume::peek),
+        Route::get("/v1/queues/{queue}/subscriptions", subscriptions::list),
+        Route::put(
+            "/v1/queues/{queue}/subscriptions/{name}",
+            subscriptions::subscribe,
+        ),
+        Route::delete(
+            "/v1/queues/{queue}/subscriptions/{name}",
+            subscriptions::unsubscribe,
+        ),
+        Route::post(
+            "/v1/queues/{queue}/subscriptions/{name}/seek",
+            subscriptions::seek,
+        ),
+    ]
+}
