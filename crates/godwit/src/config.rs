@@ -36,6 +36,18 @@ pub const DEFAULT_MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default log growth between checkpoints.
 pub const DEFAULT_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default of `--max-connections`, across all listeners.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Largest `--max-connections` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+/// Default of `--header-timeout-ms`.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Default of `--body-timeout-ms`.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Default of `--idle-timeout-ms`.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Longest connection timeout accepted: 24 hours, in milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Godwit: a message broker in one binary.
 #[derive(Debug, Parser)]
@@ -48,6 +60,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Runs the broker.
     Serve(ServeArgs),
@@ -94,6 +108,22 @@ pub struct ServeArgs {
     /// Log growth between checkpoints, in bytes (suffixes allowed) [default: 64MiB].
     #[arg(long, env = "GODWIT_CHECKPOINT_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
     pub checkpoint_bytes: Option<u64>,
+    /// Most open connections across all listeners; more are refused (HTTP: 503)
+    /// [default: 10000, at most 1000000].
+    #[arg(long, env = "GODWIT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Longest time a client may take to send a request's headers, in milliseconds
+    /// [default: 10000, at most 86400000].
+    #[arg(long, env = "GODWIT_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Longest pause while a request body is being read, in milliseconds; then 408
+    /// [default: 30000, at most 86400000].
+    #[arg(long, env = "GODWIT_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Longest time a connection may sit idle between requests, in milliseconds
+    /// [default: 60000, at most 86400000].
+    #[arg(long, env = "GODWIT_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// A listener setting: an address, or off.
@@ -204,6 +234,14 @@ pub struct FileConfig {
     pub segment_bytes: Option<FileBytes>,
     /// See `--checkpoint-bytes`.
     pub checkpoint_bytes: Option<FileBytes>,
+    /// See `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// See `--header-timeout-ms`.
+    pub header_timeout_ms: Option<u64>,
+    /// See `--body-timeout-ms`.
+    pub body_timeout_ms: Option<u64>,
+    /// See `--idle-timeout-ms`.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -240,6 +278,14 @@ pub struct ServeConfig {
     pub segment_bytes: u64,
     /// Log growth between checkpoints.
     pub checkpoint_bytes: u64,
+    /// Most open connections across all listeners.
+    pub max_connections: usize,
+    /// Longest time to receive a request's headers.
+    pub header_timeout: Duration,
+    /// Longest pause while reading a request body.
+    pub body_timeout: Duration,
+    /// Longest idle time of a connection between requests.
+    pub idle_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -323,8 +369,46 @@ impl ServeConfig {
                 file.checkpoint_bytes,
                 DEFAULT_CHECKPOINT_BYTES,
             )?,
+            max_connections: in_range(
+                "max_connections",
+                args.max_connections.or(file.max_connections),
+                DEFAULT_MAX_CONNECTIONS,
+                MAX_MAX_CONNECTIONS,
+            )?,
+            header_timeout: timeout(
+                "header_timeout_ms",
+                args.header_timeout_ms.or(file.header_timeout_ms),
+                DEFAULT_HEADER_TIMEOUT_MS,
+            )?,
+            body_timeout: timeout(
+                "body_timeout_ms",
+                args.body_timeout_ms.or(file.body_timeout_ms),
+                DEFAULT_BODY_TIMEOUT_MS,
+            )?,
+            idle_timeout: timeout(
+                "idle_timeout_ms",
+                args.idle_timeout_ms.or(file.idle_timeout_ms),
+                DEFAULT_IDLE_TIMEOUT_MS,
+            )?,
         })
     }
+}
+
+/// The value set (flag, env or file), else the default; refused unless in `1..=max`.
+fn in_range<T>(key: &str, value: Option<T>, default: T, max: T) -> anyhow::Result<T>
+where
+    T: PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    let v = value.unwrap_or(default);
+    if v < T::from(1) || v > max {
+        anyhow::bail!("{key} must be between 1 and {max}, got {v}");
+    }
+    Ok(v)
+}
+
+/// A timeout in milliseconds, checked by [`in_range`] against [`MAX_TIMEOUT_MS`].
+fn timeout(key: &str, value: Option<u64>, default: u64) -> anyhow::Result<Duration> {
+    in_range(key, value, default, MAX_TIMEOUT_MS).map(Duration::from_millis)
 }
 
 /// The flag's value, else the file's (parsed), else the default (parsed).
@@ -361,6 +445,10 @@ mod tests {
         "GODWIT_MAX_WAIT_MS",
         "GODWIT_SEGMENT_BYTES",
         "GODWIT_CHECKPOINT_BYTES",
+        "GODWIT_MAX_CONNECTIONS",
+        "GODWIT_HEADER_TIMEOUT_MS",
+        "GODWIT_BODY_TIMEOUT_MS",
+        "GODWIT_IDLE_TIMEOUT_MS",
     ];
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -405,6 +493,70 @@ mod tests {
         assert_eq!(cfg.max_wait, Duration::from_secs(30));
         assert_eq!(cfg.segment_bytes, 64 << 20);
         assert_eq!(cfg.checkpoint_bytes, 64 << 20);
+        assert_eq!(cfg.max_connections, 10_000);
+        assert_eq!(cfg.header_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.body_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn connection_limits_come_from_flag_env_or_file() {
+        let toml = file(
+            r#"
+            max_connections = 7
+            header_timeout_ms = 1
+            body_timeout_ms = 2
+            idle_timeout_ms = 3
+            "#,
+        );
+        let cfg = with_env(
+            &[
+                ("GODWIT_MAX_CONNECTIONS", "8"),
+                ("GODWIT_BODY_TIMEOUT_MS", "20"),
+            ],
+            || ServeConfig::merge(serve_args(&["--max-connections", "9"]), toml),
+        )
+        .unwrap();
+        assert_eq!(cfg.max_connections, 9, "flag over env");
+        assert_eq!(cfg.body_timeout, Duration::from_millis(20), "env over file");
+        assert_eq!(cfg.header_timeout, Duration::from_millis(1), "file");
+        assert_eq!(cfg.idle_timeout, Duration::from_millis(3), "file");
+    }
+
+    #[test]
+    fn connection_limits_out_of_range_are_refused_with_their_key() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--max-connections", "0"], "max_connections"),
+            (&["--max-connections", "1000001"], "max_connections"),
+            (&["--header-timeout-ms", "0"], "header_timeout_ms"),
+            (&["--body-timeout-ms", "86400001"], "body_timeout_ms"),
+            (&["--idle-timeout-ms", "0"], "idle_timeout_ms"),
+        ];
+        for (argv, key) in cases {
+            let err = with_env(&[], || {
+                ServeConfig::merge(serve_args(argv), FileConfig::default())
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(key), "{argv:?}: {err}");
+        }
+        let err = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), file("idle_timeout_ms = 0"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_ms"), "{err}");
+        // The largest values are allowed.
+        let cfg = with_env(&[], || {
+            let argv = [
+                "--max-connections",
+                "1000000",
+                "--header-timeout-ms",
+                "86400000",
+            ];
+            ServeConfig::merge(serve_args(&argv), FileConfig::default())
+        })
+        .unwrap();
+        assert_eq!(cfg.max_connections, 1_000_000);
+        assert_eq!(cfg.header_timeout, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod config;
 mod serve;
+mod server;
 
 use std::io::IsTerminal as _;
 

@@ -1,8 +1,9 @@
 //! `godwit serve`: open the store and the broker, serve the faces, shut down cleanly.
 //!
+//! Every listener runs on one [`Runtime`] (connection limit, timeouts, shutdown).
 //! Shutdown on SIGTERM or SIGINT: stop accepting, end long-polls at once (they answer
-//! with what they have), let in-flight requests finish, then stop the broker, which
-//! writes a final checkpoint and syncs the store, and exit 0.
+//! with what they have), let in-flight requests finish (for at most [`DRAIN_TIMEOUT`]),
+//! then stop the broker, which writes a final checkpoint and syncs the store, and exit 0.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,10 +14,13 @@ use godwit_http::HttpOptions;
 use godwit_store::{LogStore, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
-use tokio::net::TcpListener;
 
 use crate::config::{Listen, ServeConfig};
+use crate::server::http::{HttpFace, HttpTimeouts};
+use crate::server::{Runtime, RuntimeLimits};
 
+/// Longest time shutdown waits for in-flight connections before stopping the broker.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often histograms are folded and idle series dropped.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// A queue's depth gauges disappear this long after the queue is gone.
@@ -76,51 +80,51 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
 
+    let mut runtime = Runtime::new(RuntimeLimits {
+        max_connections: config.max_connections,
+        idle_timeout: config.idle_timeout,
+        drain_timeout: DRAIN_TIMEOUT,
+    });
     let served = match config.http {
         Listen::On(addr) => {
             let mut options = HttpOptions::new(&broker_config, metrics);
             options.max_batch_body_bytes = config.max_batch_bytes;
             let router = godwit_http::router(broker.clone(), options);
-            let draining = broker.clone();
-            let shutdown = async move {
-                shutdown_signal().await;
-                // Long-polls return at once instead of holding the drain for their wait.
-                draining.stop_waiting();
-            };
-            serve_http(addr, router, shutdown).await
+            let face = HttpFace::new(
+                router,
+                HttpTimeouts {
+                    header: config.header_timeout,
+                    body: config.body_timeout,
+                },
+            );
+            runtime.listen(addr, face).await.map(|local| {
+                tracing::info!(
+                    max_connections = config.max_connections,
+                    "listening on http://{local}"
+                );
+            })
         }
         Listen::Off => {
-            tracing::info!("HTTP listener off; waiting for a signal");
-            shutdown_signal().await;
+            tracing::info!("HTTP listener off");
             Ok(())
         }
     };
+    if served.is_ok() {
+        let draining = broker.clone();
+        runtime
+            .run_until(async move {
+                shutdown_signal().await;
+                // Long-polls return at once instead of holding the drain for their wait.
+                draining.stop_waiting();
+            })
+            .await;
+    }
 
     tracing::info!("flushing the store");
     let closed = broker.shutdown().await.context("shutting down the broker");
     served?;
     closed?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-async fn serve_http(
-    addr: std::net::SocketAddr,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
-    let local = listener
-        .local_addr()
-        .context("reading the HTTP listener's address")?;
-    tracing::info!("listening on http://{local}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
-    tracing::info!("HTTP listener closed; in-flight requests done");
     Ok(())
 }
 

@@ -486,3 +486,35 @@ pub fn log_field(log: &str, message: &str, field: &str) -> Option<u64> {
         .collect();
     digits.parse().ok()
 }
+
+// ---- raw TCP helpers (for stalled or hand-written clients) ---------------------------
+
+impl TestServer {
+    /// Opens a plain TCP connection to the HTTP listener.
+    pub async fn connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{}: {e}", self.port))
+    }
+}
+
+/// Reads until the peer closes the connection (EOF or reset) and returns what arrived,
+/// or `None` if it was still open after `limit`.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all).await.ok()?;
+    Some(got)
+}

@@ -110,7 +110,6 @@ fn subscription(name: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 fn read_options(
-    app: &AppState,
     max: Option<usize>,
     wait_ms: Option<u64>,
     sub: Option<String>,
@@ -156,7 +155,7 @@ pub async fn take(
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<TakeQuery>,
 ) -> Result<Response, ApiError> {
-    let opts = read_options(&app, query.max, query.wait_ms, query.subscription)?;
+    let opts = read_options(query.max, query.wait_ms, query.subscription)?;
     crate::native::delivered::reply(app.broker.take(&queue, opts).await?)
 }
 
@@ -180,7 +179,7 @@ pub async fn lease(
     ApiQuery(query): ApiQuery<LeaseQuery>,
 ) -> Result<Response, ApiError> {
     let opts = LeaseOptions {
-        read: read_options(&app, query.max, query.wait_ms, query.subscription)?,
+        read: read_options(query.max, query.wait_ms, query.subscription)?,
         visibility: visibility(&app, query.visibility_ms)?,
     };
     crate::native::delivered::reply(app.broker.lease(&queue, opts).await?)
