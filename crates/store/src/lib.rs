@@ -192,11 +192,7 @@ impl LogStore {
         if sent || self.health.failure().is_some() {
             Ticket::new(seq, self.health.subscribe())
         } else {
-            let (_, rx) = watch::channel(Progress {
-                durable: 0,
-                failed: Some("the log syncer has stopped".into()),
-            });
-            Ticket::new(seq, rx)
+            failed_ticket("the log syncer has stopped".into())
         }
     }
 
@@ -249,6 +245,15 @@ fn lock_dir(dir: &std::path::Path) -> Result<File, StorageError> {
         ));
     }
     Ok(file)
+}
+
+/// A ticket that fails at once with `why`.
+fn failed_ticket(why: String) -> Ticket {
+    let (_, rx) = watch::channel(Progress {
+        durable: 0,
+        failed: Some(why),
+    });
+    Ticket::new(u64::MAX, rx)
 }
 
 /// Reads the message record at `at` from its segment's file.
@@ -414,6 +419,11 @@ impl Storage for LogStore {
     }
 
     fn sync(&self) -> Ticket {
+        // A failed store syncs nothing more: its sync tickets fail, even when everything
+        // appended before the failure happened to be durable already.
+        if let Some(why) = self.health.failure() {
+            return failed_ticket(why);
+        }
         let seq = self.appender.lock().seq;
         self.sync_ticket(seq)
     }

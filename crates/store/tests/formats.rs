@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 
 use godwit_core::storage::{PushRecord, RemoveReason};
 use godwit_core::{
-    Location, Op, Overflow, QueueSettings, Retention, RetentionMode, StartAt, Storage,
-    StorageError,
+    Location, Op, Overflow, QueueSettings, Retention, RetentionMode, StartAt, Storage, StorageError,
 };
 use godwit_store::checkpoint::{self, Draft, Position};
 use godwit_store::{segment, FsyncPolicy, LogStore, StoreOptions};
@@ -245,8 +244,14 @@ fn assert_unchanged(dir: &Path, before: &BTreeMap<PathBuf, Vec<u8>>) {
     assert!(
         &after == before,
         "files changed: before {:?}, after {:?}",
-        before.keys().map(|k| (k, before[k].len())).collect::<Vec<_>>(),
-        after.keys().map(|k| (k, after[k].len())).collect::<Vec<_>>()
+        before
+            .keys()
+            .map(|k| (k, before[k].len()))
+            .collect::<Vec<_>>(),
+        after
+            .keys()
+            .map(|k| (k, after[k].len()))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -335,7 +340,11 @@ fn the_v1_log_fixture_replays_exactly_and_is_what_this_build_writes() {
 fn the_v2_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     let raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
     assert_eq!(&raw[..8], checkpoint::MAGIC);
-    assert_eq!(&raw[8..12], &2u32.to_le_bytes(), "checkpoint format version");
+    assert_eq!(
+        &raw[8..12],
+        &2u32.to_le_bytes(),
+        "checkpoint format version"
+    );
     let (pos, state) = checkpoint::load(&checkpoint_fixture()).unwrap().unwrap();
     assert_eq!(pos, CHECKPOINT_POSITION);
     assert_eq!(state, CHECKPOINT_STATE);
@@ -360,7 +369,10 @@ fn assert_unknown<T>(result: Result<T, StorageError>, path: &Path, offset: u64) 
             assert!(msg.contains(&format!("at byte {offset}:")), "{msg}");
             assert!(msg.contains("nothing was changed"), "{msg}");
         }
-        Err(other) => panic!("expected UnknownFormat for {}, got {other:?}", path.display()),
+        Err(other) => panic!(
+            "expected UnknownFormat for {}, got {other:?}",
+            path.display()
+        ),
         Ok(_) => panic!("expected UnknownFormat for {}, got Ok", path.display()),
     }
 }

@@ -48,7 +48,10 @@ fn a_pinned_read_survives_the_deletion_of_its_segment() {
     cp.commit(BTreeSet::new()).unwrap();
     assert!(!seg1.exists(), "segment 1 should have been reclaimed");
 
-    assert!(store.read(at).is_err(), "a plain read of a deleted segment fails");
+    assert!(
+        store.read(at).is_err(),
+        "a plain read of a deleted segment fails"
+    );
     let rec = pinned.read().unwrap();
     assert_eq!(rec.id, 1);
     assert_eq!(rec.body, "a".repeat(100).as_bytes());
