@@ -47,7 +47,11 @@ fn push(queue: &str, id: u64, body: &str) -> PushRecord {
         created_at_ms: 1_700_000_000_000 + id,
         priority: (id % 10) as u8,
         not_before_ms: 1_700_000_000_000 + id,
-        expires_at_ms: if id % 2 == 0 { 1_800_000_000_000 } else { 0 },
+        expires_at_ms: if id.is_multiple_of(2) {
+            1_800_000_000_000
+        } else {
+            0
+        },
         dedup_id: (id == 2).then(|| "dedup-2".to_string()),
         headers: BTreeMap::from([("trace".to_string(), format!("t{id}"))]),
         body: bytes::Bytes::from(body.to_string()),
