@@ -323,9 +323,7 @@ impl PinnedRecord {
 
 impl std::fmt::Debug for PinnedRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedRecord")
-            .field("at", &self.at)
-            .finish()
+        f.debug_struct("PinnedRecord").field("at", &self.at).finish()
     }
 }
 
