@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// [default: 60000, at most 86400000].
     #[arg(long, env = "GODWIT_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// Refuse pushes while the data dir's filesystem has less free space than this, in
+    /// bytes (suffixes allowed) [default: twice --segment-bytes].
+    #[arg(long, env = "GODWIT_MIN_FREE_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub min_free_bytes: Option<u64>,
 }
 
 /// A listener setting: an address, or off.
@@ -242,6 +246,8 @@ pub struct FileConfig {
     pub body_timeout_ms: Option<u64>,
     /// See `--idle-timeout-ms`.
     pub idle_timeout_ms: Option<u64>,
+    /// See `--min-free-bytes`.
+    pub min_free_bytes: Option<FileBytes>,
 }
 
 impl FileConfig {
@@ -286,6 +292,8 @@ pub struct ServeConfig {
     pub body_timeout: Duration,
     /// Longest idle time of a connection between requests.
     pub idle_timeout: Duration,
+    /// Free-space watermark; `None` is the store's default (twice `segment_bytes`).
+    pub min_free_bytes: Option<u64>,
 }
 
 impl ServeConfig {
@@ -390,6 +398,14 @@ impl ServeConfig {
                 args.idle_timeout_ms.or(file.idle_timeout_ms),
                 DEFAULT_IDLE_TIMEOUT_MS,
             )?,
+            min_free_bytes: match (args.min_free_bytes, file.min_free_bytes) {
+                (Some(v), _) => Some(v),
+                (None, Some(v)) => Some(
+                    v.bytes()
+                        .map_err(|e| anyhow::anyhow!("min_free_bytes: {e}"))?,
+                ),
+                (None, None) => None,
+            },
         })
     }
 }
@@ -449,6 +465,7 @@ mod tests {
         "GODWIT_HEADER_TIMEOUT_MS",
         "GODWIT_BODY_TIMEOUT_MS",
         "GODWIT_IDLE_TIMEOUT_MS",
+        "GODWIT_MIN_FREE_BYTES",
     ];
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -618,6 +635,29 @@ mod tests {
         let _guard = ENV.lock().unwrap_or_else(|p| p.into_inner());
         assert!(Cli::try_parse_from(["godwit", "serve", "--http", "nowhere"]).is_err());
         assert!(Cli::try_parse_from(["godwit", "serve", "--max-message-bytes", "1XB"]).is_err());
+    }
+
+    #[test]
+    fn min_free_bytes_comes_from_flag_env_or_file_else_the_store_default() {
+        let none = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), FileConfig::default())
+        });
+        assert_eq!(none.unwrap().min_free_bytes, None);
+        let from_file = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), file("min_free_bytes = \"3MiB\""))
+        });
+        assert_eq!(from_file.unwrap().min_free_bytes, Some(3 << 20));
+        let from_env = with_env(&[("GODWIT_MIN_FREE_BYTES", "2KiB")], || {
+            ServeConfig::merge(serve_args(&[]), file("min_free_bytes = 5"))
+        });
+        assert_eq!(from_env.unwrap().min_free_bytes, Some(2048));
+        let from_flag = with_env(&[("GODWIT_MIN_FREE_BYTES", "2KiB")], || {
+            ServeConfig::merge(
+                serve_args(&["--min-free-bytes", "1MiB"]),
+                FileConfig::default(),
+            )
+        });
+        assert_eq!(from_flag.unwrap().min_free_bytes, Some(1 << 20));
     }
 
     #[test]

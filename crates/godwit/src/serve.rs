@@ -50,6 +50,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         dir: config.data_dir.clone(),
         fsync: config.fsync,
         segment_bytes: config.segment_bytes,
+        min_free_bytes: config.min_free_bytes,
     })
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let broker_config = BrokerConfig {

@@ -4,7 +4,11 @@
 //! log position the state corresponds to), the state bytes, then a trailer of `u64`
 //! state length and `u32` CRC32C of everything before the CRC. It is written as
 //! `checkpoint.tmp`, fsynced, and renamed over the old one, so a crash leaves either the
-//! old or the new checkpoint, never a mix.
+//! old or the new checkpoint, never a mix; a draft that fails (a full disk, say) is
+//! removed and the old checkpoint stays.
+//!
+//! Version history: 1 (first release); 2 (the core's state encoding changed). A version
+//! this build does not read stops recovery with [`StorageError::UnknownFormat`].
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -12,10 +16,14 @@ use std::path::{Path, PathBuf};
 
 use godwit_core::StorageError;
 
-const MAGIC: &[u8; 8] = b"GODWITCP";
-const VERSION: u32 = 1;
-const HEAD: usize = 8 + 4 + 4 + 8;
-const TRAILER: usize = 8 + 4;
+/// The first bytes of every checkpoint.
+pub const MAGIC: &[u8; 8] = b"GODWITCP";
+/// The checkpoint format this build writes and reads.
+pub const VERSION: u32 = 2;
+/// Bytes before the state: magic, version, segment, offset.
+pub const HEAD: usize = 8 + 4 + 4 + 8;
+/// Bytes after the state: state length, CRC.
+pub const TRAILER: usize = 8 + 4;
 
 /// A log position: segment number and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -40,13 +48,25 @@ pub fn load(dir: &Path) -> Result<Option<(Position, Vec<u8>)>, StorageError> {
         Err(e) => return Err(StorageError::io(format!("reading {}", path.display()), e)),
     };
     let corrupt = |why: &str| StorageError::Corrupt(format!("{}: {why}", path.display()));
-    if buf.len() < HEAD + TRAILER || &buf[..8] != MAGIC {
-        return Err(corrupt("not a checkpoint"));
+    if buf.len() < 8 || &buf[..8] != MAGIC {
+        return Err(StorageError::UnknownFormat(format!(
+            "{} at byte 0: not a Godwit checkpoint (no GODWITCP header); \
+             refusing to start, nothing was changed",
+            path.display()
+        )));
+    }
+    if buf.len() < HEAD + TRAILER {
+        return Err(corrupt("shorter than a checkpoint"));
     }
     let u32_at = |i: usize| u32::from_le_bytes(buf[i..i + 4].try_into().unwrap_or([0; 4]));
     let u64_at = |i: usize| u64::from_le_bytes(buf[i..i + 8].try_into().unwrap_or([0; 8]));
-    if u32_at(8) != VERSION {
-        return Err(corrupt("unknown version"));
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(StorageError::UnknownFormat(format!(
+            "{} at byte 8: unknown checkpoint version {version} (this build reads {VERSION}); \
+             refusing to start, nothing was changed",
+            path.display()
+        )));
     }
     let crc_at = buf.len() - 4;
     if crc32c::crc32c(&buf[..crc_at]) != u32_at(crc_at) {
@@ -63,12 +83,14 @@ pub fn load(dir: &Path) -> Result<Option<(Position, Vec<u8>)>, StorageError> {
     Ok(Some((pos, buf[HEAD..HEAD + len].to_vec())))
 }
 
-/// Streams a new checkpoint into `checkpoint.tmp`, computing its CRC on the way.
+/// Streams a new checkpoint into `checkpoint.tmp`, computing its CRC on the way. Dropped
+/// without [`Draft::finish`] succeeding, it removes `checkpoint.tmp`.
 pub struct Draft {
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     crc: u32,
     len: u64,
     tmp: PathBuf,
+    renamed: bool,
     /// The position the state corresponds to.
     pub position: Position,
 }
@@ -78,10 +100,11 @@ impl Draft {
     pub fn create(dir: &Path, position: Position) -> io::Result<Self> {
         let tmp = dir.join("checkpoint.tmp");
         let mut draft = Draft {
-            out: BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
+            out: Some(BufWriter::with_capacity(1 << 20, File::create(&tmp)?)),
             crc: 0,
             len: 0,
             tmp,
+            renamed: false,
             position,
         };
         let mut head = Vec::with_capacity(HEAD);
@@ -97,7 +120,13 @@ impl Draft {
     fn raw(&mut self, buf: &[u8]) -> io::Result<()> {
         self.crc = crc32c::crc32c_append(self.crc, buf);
         self.len += buf.len() as u64;
-        self.out.write_all(buf)
+        self.out_mut()?.write_all(buf)
+    }
+
+    fn out_mut(&mut self) -> io::Result<&mut BufWriter<File>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("checkpoint draft already finished"))
     }
 
     /// Writes the trailer, fsyncs, and renames the draft into place.
@@ -105,11 +134,26 @@ impl Draft {
         let len = self.len;
         self.raw(&len.to_le_bytes())?;
         let crc = self.crc;
-        self.out.write_all(&crc.to_le_bytes())?;
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("checkpoint draft already finished"))?;
+        out.write_all(&crc.to_le_bytes())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         fs::rename(&self.tmp, path(dir))?;
+        self.renamed = true;
         crate::segment::sync_dir(dir)
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        // Unfinished, or failed before the rename: the old checkpoint is the one to keep.
+        if !self.renamed {
+            drop(self.out.take());
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -120,7 +164,7 @@ impl Write for Draft {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out_mut()?.flush()
     }
 }
 

@@ -5,9 +5,14 @@
 //! nothing live. See `docs/architecture.md` for the format and its invariants.
 
 pub mod checkpoint;
+pub mod disk;
+mod health;
 pub mod record;
+mod recovery;
 pub mod segment;
 mod syncer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -21,14 +26,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use godwit_core::storage::{Appended, CheckpointWriter, Progress, PushRecord, ReplayGroup};
+use godwit_core::storage::{
+    Appended, CheckpointWriter, PinnedRecord, Progress, PushRecord, RecordSource, ReplayGroup,
+};
 use godwit_core::{Location, Op, Storage, StorageError, Ticket};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use checkpoint::{Draft, Position};
+use disk::DiskWatch;
+use health::Health;
 use record::Parsed;
-use segment::Segments;
+use segment::{Segments, HEADER_LEN};
 
 /// When the writer calls `fdatasync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +81,28 @@ pub struct StoreOptions {
     pub fsync: FsyncPolicy,
     /// A segment is sealed and a new one started past this size.
     pub segment_bytes: u64,
+    /// Free-space watermark of the data directory's filesystem: below it
+    /// [`Storage::disk_low`] answers and the core refuses pushes. `None` means twice
+    /// `segment_bytes`: room for the segments a checkpoint, a compaction round and the
+    /// acks that free space still need.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl StoreOptions {
-    /// Defaults for `dir`: fsync always, 64 MiB segments.
+    /// Defaults for `dir`: fsync always, 64 MiB segments, a watermark of two segments.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             fsync: FsyncPolicy::Always,
             segment_bytes: 64 * 1024 * 1024,
+            min_free_bytes: None,
         }
+    }
+
+    /// The free-space watermark in effect.
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_bytes
+            .unwrap_or(self.segment_bytes.saturating_mul(2))
     }
 }
 
@@ -91,8 +112,8 @@ pub struct LogStore {
     segments: Arc<Segments>,
     appender: Arc<Mutex<Appender>>,
     syncer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
-    progress: watch::Receiver<Progress>,
-    failed: Mutex<Option<String>>,
+    health: Arc<Health>,
+    disk: DiskWatch,
     checkpoint: Mutex<Option<(Position, Vec<u8>)>>,
     start: Position,
     _lock: File,
@@ -113,12 +134,13 @@ pub(crate) struct Appender {
 
 impl LogStore {
     /// Opens (or creates) the store in `options.dir`, taking an exclusive lock on it.
+    /// Refuses with [`StorageError::UnknownFormat`] (changing nothing) when a segment or
+    /// the checkpoint is of a format this build does not read.
     pub fn open(options: StoreOptions) -> Result<Self, StorageError> {
         let dir = &options.dir;
         fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         let lock = lock_dir(dir)?;
-        let _ = fs::remove_file(dir.join("checkpoint.tmp"));
         let checkpoint = checkpoint::load(dir)?;
         let start = checkpoint.as_ref().map(|(p, _)| *p).unwrap_or_default();
         let log_dir = dir.join("log");
@@ -126,6 +148,8 @@ impl LogStore {
             Segments::open(&log_dir)
                 .map_err(|e| StorageError::io(format!("opening {}", log_dir.display()), e))?,
         );
+        recovery::check_headers(&segments)?;
+        let _ = fs::remove_file(dir.join("checkpoint.tmp"));
         let appender = Arc::new(Mutex::new(Appender {
             seq: 0,
             file: None,
@@ -134,23 +158,24 @@ impl LogStore {
             total: 0,
             at_checkpoint: 0,
         }));
+        let health = Arc::new(Health::new());
         let (tx, rx) = mpsc::channel();
-        let (progress_tx, progress) = watch::channel(Progress::default());
         let handle = {
             let appender = appender.clone();
+            let health = health.clone();
             let policy = options.fsync;
             std::thread::Builder::new()
                 .name("godwit-log-sync".into())
-                .spawn(move || syncer::run(rx, appender, policy, progress_tx))
+                .spawn(move || syncer::run(rx, appender, policy, health))
                 .map_err(|e| StorageError::io("starting the log syncer", e))?
         };
         Ok(LogStore {
             appender,
             syncer: Mutex::new(Some((tx, handle))),
+            disk: DiskWatch::new(dir, options.min_free_bytes()),
             options,
             segments,
-            progress,
-            failed: Mutex::new(None),
+            health,
             checkpoint: Mutex::new(checkpoint),
             start,
             _lock: lock,
@@ -164,21 +189,11 @@ impl LogStore {
             .lock()
             .as_ref()
             .is_some_and(|(tx, _)| tx.send(()).is_ok());
-        if sent {
-            Ticket::new(seq, self.progress.clone())
+        if sent || self.health.failure().is_some() {
+            Ticket::new(seq, self.health.subscribe())
         } else {
-            let (_, rx) = watch::channel(Progress {
-                durable: 0,
-                failed: Some("the log syncer has stopped".into()),
-            });
-            Ticket::new(seq, rx)
+            failed_ticket("the log syncer has stopped".into())
         }
-    }
-
-    fn write_failed(&self, e: io::Error, what: String) -> StorageError {
-        let err = StorageError::io(what, e);
-        *self.failed.lock() = Some(err.to_string());
-        err
     }
 
     /// The options the store was opened with.
@@ -186,37 +201,21 @@ impl LogStore {
         &self.options
     }
 
-    /// Cuts segment `n` at `at` (the start of a damaged group) and sets aside every
-    /// later segment.
-    fn cut(
-        &self,
-        n: u32,
-        at: u64,
-        later: &[u32],
-        why: &str,
-        size: u64,
-    ) -> Result<(), StorageError> {
-        tracing::warn!(
-            segment = n,
-            offset = at,
-            bytes_cut = size - at,
-            reason = why,
-            "cutting a damaged log tail"
-        );
-        let file = self
-            .segments
-            .get(n)
-            .ok_or_else(|| StorageError::Corrupt(format!("segment {n} vanished")))?;
-        file.set_len(at)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| StorageError::io(format!("truncating segment {n}"), e))?;
-        for &m in later {
-            tracing::warn!(segment = m, "setting aside a log segment after the damage");
-            self.segments
-                .quarantine(m)
-                .map_err(|e| StorageError::io(format!("setting aside segment {m}"), e))?;
-        }
-        Ok(())
+    /// Creates segment `n` for the appender.
+    fn create_segment(&self, n: u32) -> Result<Arc<File>, StorageError> {
+        self.segments.create(n).map_err(|e| {
+            let path = self.segments.path(n);
+            self.health
+                .write_error(format!("creating {}", path.display()), e)
+        })
+    }
+
+    /// Makes a test's next syncs fail as a dying disk's would.
+    #[cfg(test)]
+    pub(crate) fn fail_syncs(&self) {
+        self.health
+            .fail_syncs
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -248,6 +247,55 @@ fn lock_dir(dir: &std::path::Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
+/// A ticket that fails at once with `why`.
+fn failed_ticket(why: String) -> Ticket {
+    let (_, rx) = watch::channel(Progress {
+        durable: 0,
+        failed: Some(why),
+    });
+    Ticket::new(u64::MAX, rx)
+}
+
+/// Reads the message record at `at` from its segment's file.
+fn read_record(file: &File, at: Location) -> Result<PushRecord, StorageError> {
+    let mut buf = vec![0u8; at.len as usize];
+    file.read_exact_at(&mut buf, at.offset as u64)
+        .map_err(|e| {
+            StorageError::io(
+                format!("reading segment {} at {}", at.segment, at.offset),
+                e,
+            )
+        })?;
+    match record::parse(&buf) {
+        Parsed::Record {
+            op: Op::Push(rec), ..
+        }
+        | Parsed::Record {
+            op: Op::Relocate { push: rec, .. },
+            ..
+        } => Ok(rec),
+        Parsed::Record { .. } => Err(StorageError::Corrupt(format!(
+            "no message record at segment {} offset {}",
+            at.segment, at.offset
+        ))),
+        Parsed::Incomplete => Err(StorageError::Corrupt("short record".into())),
+        Parsed::Corrupt(why) | Parsed::Unknown(why) => Err(StorageError::Corrupt(format!(
+            "segment {} offset {}: {why}",
+            at.segment, at.offset
+        ))),
+    }
+}
+
+/// A segment's file held open for a pinned read: the record stays readable after
+/// reclamation deletes the segment (the inode lives until the last handle closes).
+struct PinnedSegment(Arc<File>);
+
+impl RecordSource for PinnedSegment {
+    fn read_at(&self, at: Location) -> Result<PushRecord, StorageError> {
+        read_record(&self.0, at)
+    }
+}
+
 impl Storage for LogStore {
     fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.checkpoint.lock().take().map(|(_, state)| state))
@@ -257,79 +305,7 @@ impl Storage for LogStore {
         &self,
         visit: &mut dyn FnMut(ReplayGroup) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let numbers: Vec<u32> = self
-            .segments
-            .numbers()
-            .into_iter()
-            .filter(|n| *n >= self.start.segment)
-            .collect();
-        let mut end = Position {
-            segment: self.start.segment.max(1),
-            offset: self.start.offset,
-        };
-        for (i, &n) in numbers.iter().enumerate() {
-            let path = self.segments.path(n);
-            let data = fs::read(&path)
-                .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
-            let size = data.len() as u64;
-            let mut off = if n == self.start.segment {
-                self.start.offset as usize
-            } else {
-                0
-            };
-            if off > data.len() {
-                return Err(StorageError::Corrupt(format!(
-                    "segment {n} is shorter ({size} bytes) than the checkpoint's position {off}"
-                )));
-            }
-            let mut group: ReplayGroup = Vec::new();
-            let mut group_start = off;
-            let mut damage = None;
-            while off < data.len() {
-                match record::parse(&data[off..]) {
-                    Parsed::Record {
-                        op,
-                        end_of_group,
-                        len,
-                    } => {
-                        let loc = Location {
-                            segment: n,
-                            offset: off as u32,
-                            len: len as u32,
-                        };
-                        group.push((op, loc));
-                        off += len;
-                        if end_of_group {
-                            visit(std::mem::take(&mut group))?;
-                            group_start = off;
-                        }
-                    }
-                    Parsed::Incomplete => {
-                        damage = Some("torn record".to_string());
-                        break;
-                    }
-                    Parsed::Corrupt(why) => {
-                        damage = Some(why);
-                        break;
-                    }
-                }
-            }
-            if damage.is_none() && !group.is_empty() {
-                damage = Some("group without its last record".into());
-            }
-            if let Some(why) = damage {
-                self.cut(n, group_start as u64, &numbers[i + 1..], &why, size)?;
-                end = Position {
-                    segment: n,
-                    offset: group_start as u64,
-                };
-                break;
-            }
-            end = Position {
-                segment: n,
-                offset: size,
-            };
-        }
+        let end = recovery::replay(&self.segments, self.start, visit)?;
         let mut a = self.appender.lock();
         a.segment = end.segment;
         a.offset = end.offset;
@@ -353,38 +329,50 @@ impl Storage for LogStore {
                 "{len}-byte append is too large"
             )));
         }
-        if let Some(why) = self.failed.lock().clone() {
-            return Err(StorageError::Failed(why));
-        }
         let policy = self.options.fsync;
         let mut a = self.appender.lock();
-        let roll = a.offset > 0
-            && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
-        if roll {
-            // Seal the old segment before anything in the new one can be acknowledged.
-            if let (Some(file), false) = (&a.file, policy == FsyncPolicy::Never) {
-                file.sync_data()
-                    .map_err(|e| self.write_failed(e, format!("syncing segment {}", a.segment)))?;
-            }
-            a.segment += 1;
-            a.offset = 0;
-            a.file = None;
+        if let Some(why) = self.health.failure() {
+            return Err(StorageError::Failed(why));
         }
-        let file = match &a.file {
-            Some(file) => file.clone(),
-            None => {
-                let n = a.segment;
-                let file = self
-                    .segments
-                    .create(n)
-                    .map_err(|e| self.write_failed(e, format!("creating segment {n}")))?;
-                a.file = Some(file.clone());
-                file
+        let roll = a.offset > HEADER_LEN
+            && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
+        match a.file.clone() {
+            Some(file) if roll => {
+                // Seal the old segment before anything in the new one can be acknowledged.
+                if policy != FsyncPolicy::Never {
+                    self.health.sync_data(&file).map_err(|e| {
+                        self.health
+                            .sync_error(format!("syncing segment {}", a.segment), e)
+                    })?;
+                }
+                let n = a.segment + 1;
+                a.file = Some(self.create_segment(n)?);
+                a.segment = n;
+                a.offset = HEADER_LEN;
             }
+            Some(_) => {}
+            None => {
+                a.file = Some(self.create_segment(a.segment)?);
+                a.offset = HEADER_LEN;
+            }
+        }
+        let Some(file) = a.file.clone() else {
+            return Err(StorageError::Failed("no segment to append to".into()));
         };
-        file.write_all_at(&bytes, a.offset).map_err(|e| {
-            self.write_failed(e, format!("writing segment {} at {}", a.segment, a.offset))
-        })?;
+        if let Err(e) = file.write_all_at(&bytes, a.offset) {
+            let what = format!(
+                "writing {} at byte {}",
+                self.segments.path(a.segment).display(),
+                a.offset
+            );
+            let err = self.health.write_error(what, e);
+            if matches!(err, StorageError::DiskFull(_)) {
+                // Give back what the partial write took; the next append would overwrite
+                // it anyway, and recovery cuts it as a torn tail if none comes.
+                let _ = file.set_len(a.offset);
+            }
+            return Err(err);
+        }
         let locations = records
             .into_iter()
             .map(|(at, len)| Location {
@@ -398,6 +386,7 @@ impl Storage for LogStore {
         a.total += len;
         let seq = a.seq;
         drop(a);
+        self.disk.appended(len);
         let ticket = match policy {
             FsyncPolicy::Always => self.sync_ticket(seq),
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ticket::done(),
@@ -410,35 +399,31 @@ impl Storage for LogStore {
             .segments
             .get(at.segment)
             .ok_or_else(|| StorageError::Corrupt(format!("segment {} is missing", at.segment)))?;
-        let mut buf = vec![0u8; at.len as usize];
-        file.read_exact_at(&mut buf, at.offset as u64)
-            .map_err(|e| {
-                StorageError::io(
-                    format!("reading segment {} at {}", at.segment, at.offset),
-                    e,
-                )
-            })?;
-        match record::parse(&buf) {
-            Parsed::Record {
-                op: Op::Push(rec), ..
-            }
-            | Parsed::Record {
-                op: Op::Relocate { push: rec, .. },
-                ..
-            } => Ok(rec),
-            Parsed::Record { .. } => Err(StorageError::Corrupt(format!(
-                "no message record at segment {} offset {}",
-                at.segment, at.offset
-            ))),
-            Parsed::Incomplete => Err(StorageError::Corrupt("short record".into())),
-            Parsed::Corrupt(why) => Err(StorageError::Corrupt(format!(
-                "segment {} offset {}: {why}",
-                at.segment, at.offset
-            ))),
-        }
+        read_record(&file, at)
+    }
+
+    fn pin(&self, at: Location) -> Result<PinnedRecord, StorageError> {
+        let file = self
+            .segments
+            .get(at.segment)
+            .ok_or_else(|| StorageError::Corrupt(format!("segment {} is missing", at.segment)))?;
+        Ok(PinnedRecord::new(Arc::new(PinnedSegment(file)), at))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    fn disk_low(&self) -> Option<String> {
+        self.disk.low()
     }
 
     fn sync(&self) -> Ticket {
+        // A failed store syncs nothing more: its sync tickets fail, even when everything
+        // appended before the failure happened to be durable already.
+        if let Some(why) = self.health.failure() {
+            return failed_ticket(why);
+        }
         let seq = self.appender.lock().seq;
         self.sync_ticket(seq)
     }
@@ -451,8 +436,13 @@ impl Storage for LogStore {
         };
         a.at_checkpoint = a.total;
         drop(a);
-        let draft = Draft::create(&self.options.dir, position)
-            .map_err(|e| StorageError::io("creating checkpoint draft", e))?;
+        let draft = Draft::create(&self.options.dir, position).map_err(|e| {
+            if health::is_disk_full(&e) {
+                StorageError::DiskFull(format!("creating checkpoint draft: {e}"))
+            } else {
+                StorageError::io("creating checkpoint draft", e)
+            }
+        })?;
         Ok(Box::new(PendingCheckpoint {
             draft,
             dir: self.options.dir.clone(),
@@ -496,9 +486,15 @@ impl Write for PendingCheckpoint {
 impl CheckpointWriter for PendingCheckpoint {
     fn commit(self: Box<Self>, live_segments: BTreeSet<u32>) -> Result<(), StorageError> {
         let position = self.draft.position;
-        self.draft
-            .finish(&self.dir)
-            .map_err(|e| StorageError::io("writing checkpoint", e))?;
+        // A failed draft removes itself and the old checkpoint stays; the store stays
+        // healthy (the log is untouched), so a full disk only postpones reclamation.
+        self.draft.finish(&self.dir).map_err(|e| {
+            if health::is_disk_full(&e) {
+                StorageError::DiskFull(format!("writing checkpoint: {e}"))
+            } else {
+                StorageError::io("writing checkpoint", e)
+            }
+        })?;
         let mut reclaimed = 0;
         for n in self.segments.numbers() {
             if n < position.segment && !live_segments.contains(&n) {

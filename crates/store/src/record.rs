@@ -41,8 +41,11 @@ pub enum Parsed {
     },
     /// The buffer ends inside a record (a torn write).
     Incomplete,
-    /// The bytes are not a valid record.
+    /// The bytes are not a valid record (a torn or damaged write).
     Corrupt(String),
+    /// The checksum is valid but the payload is not one this build understands (an
+    /// unknown flag or op, written by a newer Godwit): never a torn write, so never cut.
+    Unknown(String),
 }
 
 /// Parses the record at the front of `buf`.
@@ -62,13 +65,16 @@ pub fn parse(buf: &[u8]) -> Parsed {
     if crc32c::crc32c(payload) != crc {
         return Parsed::Corrupt("checksum mismatch".into());
     }
+    if payload[0] & !END_OF_GROUP != 0 {
+        return Parsed::Unknown(format!("unknown record flags {:#04x}", payload[0]));
+    }
     match postcard::from_bytes::<Op>(&payload[1..]) {
         Ok(op) => Parsed::Record {
             op,
             end_of_group: payload[0] & END_OF_GROUP != 0,
             len: HEADER + len,
         },
-        Err(e) => Parsed::Corrupt(format!("undecodable op: {e}")),
+        Err(e) => Parsed::Unknown(format!("the op does not decode: {e}")),
     }
 }
 
@@ -114,5 +120,28 @@ mod tests {
         flipped[n - 2] ^= 0x40;
         assert!(matches!(parse(&flipped), Parsed::Corrupt(_)));
         assert!(matches!(parse(&[0u8; 16]), Parsed::Corrupt(_)));
+    }
+
+    /// A record whose checksum holds but whose payload does not decode.
+    fn valid_crc(payload: &[u8]) -> Vec<u8> {
+        let mut buf = (payload.len() as u32).to_le_bytes().to_vec();
+        buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        buf.extend_from_slice(payload);
+        buf
+    }
+
+    #[test]
+    fn a_valid_checksum_over_an_unknown_payload_is_unknown_not_corrupt() {
+        // Op variant 200 does not exist.
+        assert!(matches!(
+            parse(&valid_crc(&[1, 200, 1])),
+            Parsed::Unknown(_)
+        ));
+        // A flag bit this build does not know.
+        let mut buf = Vec::new();
+        encode(&push(b"x"), true, &mut buf).unwrap();
+        let mut payload = buf[HEADER..].to_vec();
+        payload[0] |= 0x80;
+        assert!(matches!(parse(&valid_crc(&payload)), Parsed::Unknown(_)));
     }
 }

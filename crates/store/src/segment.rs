@@ -1,12 +1,70 @@
-//! Segment files: `log/<number>.seg`, numbered from 1, each a run of records.
+//! Segment files: `log/<number>.seg`, numbered from 1, each a [`HEADER_LEN`]-byte header
+//! (`"GODWITLG"`, `u32` format version, little-endian) followed by a run of records.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use godwit_core::StorageError;
 use parking_lot::RwLock;
+
+/// The first bytes of every segment.
+pub const MAGIC: &[u8; 8] = b"GODWITLG";
+/// The segment format this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes of the header; the first record starts here.
+pub const HEADER_LEN: u64 = 12;
+
+/// The header this build writes.
+pub fn header() -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&VERSION.to_le_bytes());
+    h
+}
+
+/// What the front of a segment file holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Header {
+    /// A header of this build's version: records follow.
+    Valid,
+    /// Fewer bytes than a header, all of them a prefix of this build's header: the
+    /// process stopped while creating the segment, so it holds no record.
+    Torn,
+}
+
+/// Checks the header at the front of `data` (the first bytes of the segment at `path`).
+/// A foreign or newer file is [`StorageError::UnknownFormat`]: recovery must stop rather
+/// than cut it.
+pub fn check_header(path: &Path, data: &[u8]) -> Result<Header, StorageError> {
+    let want = header();
+    let n = data.len().min(want.len());
+    if data.len() < want.len() && data[..n] == want[..n] {
+        return Ok(Header::Torn);
+    }
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        return Err(StorageError::UnknownFormat(format!(
+            "{} at byte 0: not a Godwit log segment (no GODWITLG header); \
+             refusing to start, nothing was changed",
+            path.display()
+        )));
+    }
+    let mut v = [0u8; 4];
+    let got = &data[8..data.len().min(12)];
+    v[..got.len()].copy_from_slice(got);
+    let version = u32::from_le_bytes(v);
+    if data.len() < want.len() || version != VERSION {
+        return Err(StorageError::UnknownFormat(format!(
+            "{} at byte 8: unknown log segment version {version} (this build reads {VERSION}); \
+             refusing to start, nothing was changed",
+            path.display()
+        )));
+    }
+    Ok(Header::Valid)
+}
 
 /// The open segment files, shared by the writer (which creates them) and readers.
 /// Readers hold an `Arc<File>`, so a segment deleted by reclamation stays readable
@@ -49,13 +107,25 @@ impl Segments {
         self.files.read().keys().copied().collect()
     }
 
-    /// Creates segment `n` (and makes its directory entry durable).
+    /// Creates segment `n` with its header, and makes both the header and the directory
+    /// entry durable before any record can be written to it. On failure (a full disk,
+    /// say) the half-made file is removed again, so no headerless segment is left.
     pub fn create(&self, n: u32) -> io::Result<Arc<File>> {
-        if let Some(f) = self.get(n) {
-            return Ok(f);
+        let path = self.path(n);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let made = file
+            .write_all_at(&header(), 0)
+            .and_then(|_| file.sync_data())
+            .and_then(|_| sync_dir(&self.dir));
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            return Err(e);
         }
-        let file = Arc::new(open_rw(&self.path(n))?);
-        sync_dir(&self.dir)?;
+        let file = Arc::new(file);
         self.files.write().insert(n, file.clone());
         Ok(file)
     }

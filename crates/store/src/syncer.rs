@@ -6,15 +6,17 @@
 //! the current segment once, and publishes that number as durable, which resolves every
 //! [`godwit_core::Ticket`] up to it. While one sync runs, more appends queue: concurrent
 //! writers share one sync, and nothing is acknowledged before it is on disk.
+//!
+//! A sync error fails the store (see [`crate::health`]) under every policy, and the
+//! thread stops: there is nothing more it could make durable.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use godwit_core::storage::Progress;
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
+use crate::health::Health;
 use crate::{Appender, FsyncPolicy};
 
 /// Runs the syncer until every sender is gone, then syncs once more.
@@ -22,7 +24,7 @@ pub(crate) fn run(
     requests: Receiver<()>,
     appender: Arc<Mutex<Appender>>,
     policy: FsyncPolicy,
-    progress: watch::Sender<Progress>,
+    health: Arc<Health>,
 ) {
     let mut synced = 0u64;
     loop {
@@ -34,23 +36,25 @@ pub(crate) fn run(
             _ => requests.recv().is_ok(),
         };
         while requests.try_recv().is_ok() {}
-        let (seq, file) = {
+        let (seq, file, segment) = {
             let a = appender.lock();
-            (a.seq, a.file.clone())
+            (a.seq, a.file.clone(), a.segment)
         };
+        if health.failure().is_some() {
+            return;
+        }
         if seq > synced {
             if let Some(file) = file {
                 let started = Instant::now();
-                if let Err(e) = file.sync_data() {
-                    tracing::error!(error = %e, "fdatasync failed; the store stops accepting writes");
-                    progress.send_modify(|p| p.failed = Some(format!("fdatasync failed: {e}")));
+                if let Err(e) = health.sync_data(&file) {
+                    health.sync_error(format!("fdatasync of segment {segment}"), e);
                     return;
                 }
                 metrics::histogram!("godwit_fsync_seconds").record(started.elapsed().as_secs_f64());
             }
             synced = seq;
         }
-        progress.send_modify(|p| p.durable = p.durable.max(seq));
+        health.durable(seq);
         if !more {
             return;
         }

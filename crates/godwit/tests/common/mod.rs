@@ -518,3 +518,75 @@ pub async fn read_until_closed(
     tokio::time::timeout(limit, read_all).await.ok()?;
     Some(got)
 }
+
+// ---- Added for the store's format and disk-full tests ------------------------------
+
+impl TestServer {
+    /// Like [`TestServer::start`], with the root (data dir and logs) created inside
+    /// `parent`, e.g. on a small filesystem mounted by the test.
+    pub async fn start_in(parent: &Path, extra_args: &[&str]) -> TestServer {
+        let root = tempfile::Builder::new()
+            .prefix("godwit-e2e-")
+            .tempdir_in(parent)
+            .expect("tempdir in parent");
+        fs::create_dir_all(root.path().join("data")).expect("create data dir");
+        let mut server = TestServer {
+            child: None,
+            root,
+            port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            starts: 0,
+            client: new_client(),
+        };
+        server.spawn_and_wait().await;
+        server
+    }
+
+    /// Starts the server again on the same data directory (it must not be running) and
+    /// expects it to exit before it is healthy; returns its exit status and stderr.
+    pub async fn restart_expecting_exit(&mut self) -> (ExitStatus, String) {
+        assert!(self.child.is_none(), "server still running");
+        self.starts += 1;
+        let log = File::create(self.log_path(self.starts)).expect("create server log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_godwit"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["--redis", "off", "--memcache", "off"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn godwit serve");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for server") {
+                return (status, self.stderr());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "godwit serve kept running; expected it to refuse to start. stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Every file under `dir` (recursively) with its bytes, by path.
+pub fn snapshot_files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    files_with_suffix(dir, "")
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            (p, bytes)
+        })
+        .collect()
+}
