@@ -252,9 +252,12 @@ impl State {
                 if *dead_letter {
                     q.counters.dead_lettered += 1;
                 }
+                // A dead letter is kept for inspection: its TTL no longer applies (as
+                // RabbitMQ drops the expiration of a dead-lettered message).
                 let moved = Meta {
                     id: *new_id,
                     deliveries: 0,
+                    expires_at_ms: if *dead_letter { 0 } else { meta.expires_at_ms },
                     ..meta
                 };
                 queue_entry(&mut self.queues, &mut self.retired, to).add(moved, 0, false, live);
