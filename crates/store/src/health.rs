@@ -42,11 +42,6 @@ impl Health {
         self.failed.lock().clone()
     }
 
-    /// A receiver of the writer's progress, for a ticket.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Progress> {
-        self.progress.subscribe()
-    }
-
     /// Publishes that every append up to `seq` is durable.
     pub(crate) fn durable(&self, seq: u64) {
         self.progress

@@ -111,7 +111,7 @@ pub struct LogStore {
     options: StoreOptions,
     segments: Arc<Segments>,
     appender: Arc<Mutex<Appender>>,
-    syncer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    syncer: Mutex<Option<(mpsc::Sender<syncer::Request>, JoinHandle<()>)>>,
     health: Arc<Health>,
     disk: DiskWatch,
     checkpoint: Mutex<Option<(Position, Vec<u8>)>>,
@@ -182,15 +182,19 @@ impl LogStore {
         })
     }
 
-    /// Asks the syncer for a sync and returns a ticket for append `seq`.
-    fn sync_ticket(&self, seq: u64) -> Ticket {
+    /// Asks the syncer for a sync covering every append so far;
+    /// the ticket is answered by that sync alone, so a sync wakes only its own waiters.
+    fn sync_ticket(&self) -> Ticket {
+        let (answer, rx) = tokio::sync::oneshot::channel();
         let sent = self
             .syncer
             .lock()
             .as_ref()
-            .is_some_and(|(tx, _)| tx.send(()).is_ok());
-        if sent || self.health.failure().is_some() {
-            Ticket::new(seq, self.health.subscribe())
+            .is_some_and(|(tx, _)| tx.send(answer).is_ok());
+        if sent {
+            Ticket::answered_by(rx)
+        } else if let Some(why) = self.health.failure() {
+            failed_ticket(why)
         } else {
             failed_ticket("the log syncer has stopped".into())
         }
@@ -384,11 +388,10 @@ impl Storage for LogStore {
         a.seq += 1;
         a.offset += len;
         a.total += len;
-        let seq = a.seq;
         drop(a);
         self.disk.appended(len);
         let ticket = match policy {
-            FsyncPolicy::Always => self.sync_ticket(seq),
+            FsyncPolicy::Always => self.sync_ticket(),
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ticket::done(),
         };
         Ok(Appended { locations, ticket })
@@ -424,8 +427,7 @@ impl Storage for LogStore {
         if let Some(why) = self.health.failure() {
             return failed_ticket(why);
         }
-        let seq = self.appender.lock().seq;
-        self.sync_ticket(seq)
+        self.sync_ticket()
     }
 
     fn begin_checkpoint(&self) -> Result<Box<dyn CheckpointWriter>, StorageError> {

@@ -2,10 +2,12 @@
 //!
 //! Appends write their bytes in place (`pwrite`, under the appender's lock, in sequence
 //! order) and, under `--fsync always`, ask this thread for a sync. The thread takes every
-//! request that has queued up, reads the highest sequence number written so far, syncs
-//! the current segment once, and publishes that number as durable, which resolves every
-//! [`godwit_core::Ticket`] up to it. While one sync runs, more appends queue: concurrent
-//! writers share one sync, and nothing is acknowledged before it is on disk.
+//! request that has queued up, reads the highest sequence number written so far (every
+//! request taken was sent after its append, so its append is covered), syncs the current
+//! segment once, and answers exactly those requests: each [`godwit_core::Ticket`] is
+//! woken by the sync that covers it, never by another's. While one sync runs, more
+//! appends queue: concurrent writers share one sync, and nothing is acknowledged before
+//! it is on disk.
 //!
 //! A sync error fails the store (see [`crate::health`]) under every policy, and the
 //! thread stops: there is nothing more it could make durable.
@@ -19,35 +21,57 @@ use parking_lot::Mutex;
 use crate::health::Health;
 use crate::{Appender, FsyncPolicy};
 
+/// One sync request: answered `Ok` once a sync covering it is done, `Err(why)` if the
+/// store failed.
+pub(crate) type Request = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 /// Runs the syncer until every sender is gone, then syncs once more.
 pub(crate) fn run(
-    requests: Receiver<()>,
+    requests: Receiver<Request>,
     appender: Arc<Mutex<Appender>>,
     policy: FsyncPolicy,
     health: Arc<Health>,
 ) {
     let mut synced = 0u64;
+    let mut waiting: Vec<Request> = Vec::new();
+    let answer = |waiting: &mut Vec<Request>, result: Result<(), String>| {
+        for w in waiting.drain(..) {
+            let _ = w.send(result.clone());
+        }
+    };
     loop {
         let more = match policy {
             FsyncPolicy::Interval(every) => match requests.recv_timeout(every) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => true,
+                Ok(w) => {
+                    waiting.push(w);
+                    true
+                }
+                Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => false,
             },
-            _ => requests.recv().is_ok(),
+            _ => match requests.recv() {
+                Ok(w) => {
+                    waiting.push(w);
+                    true
+                }
+                Err(_) => false,
+            },
         };
-        while requests.try_recv().is_ok() {}
+        waiting.extend(requests.try_iter());
         let (seq, file, segment) = {
             let a = appender.lock();
             (a.seq, a.file.clone(), a.segment)
         };
-        if health.failure().is_some() {
+        if let Some(why) = health.failure() {
+            answer(&mut waiting, Err(why));
             return;
         }
         if seq > synced {
             if let Some(file) = file {
                 let started = Instant::now();
                 if let Err(e) = health.sync_data(&file) {
-                    health.sync_error(format!("fdatasync of segment {segment}"), e);
+                    let err = health.sync_error(format!("fdatasync of segment {segment}"), e);
+                    answer(&mut waiting, Err(err.to_string()));
                     return;
                 }
                 metrics::histogram!("godwit_fsync_seconds").record(started.elapsed().as_secs_f64());
@@ -55,6 +79,7 @@ pub(crate) fn run(
             synced = seq;
         }
         health.durable(seq);
+        answer(&mut waiting, Ok(()));
         if !more {
             return;
         }

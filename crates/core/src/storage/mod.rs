@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 pub use crate::op::{Location, Op, PushRecord, RemoveReason};
 
@@ -62,36 +62,56 @@ pub struct Progress {
 }
 
 /// Resolves when one append is durable: the promise behind every acknowledgement.
-#[derive(Debug, Clone)]
-pub struct Ticket {
-    seq: u64,
-    rx: Option<watch::Receiver<Progress>>,
+#[derive(Debug)]
+pub struct Ticket(Waiting);
+
+#[derive(Debug)]
+enum Waiting {
+    /// Nothing to wait for.
+    Done,
+    /// Durable once the writer's published progress reaches `seq`.
+    Progress(u64, watch::Receiver<Progress>),
+    /// Durable when the writer answers this one request: only this waiter is woken,
+    /// not every waiter on each sync.
+    Answer(oneshot::Receiver<Result<(), String>>),
 }
 
 impl Ticket {
     /// A ticket for append number `seq`, following the writer's progress on `rx`.
     pub fn new(seq: u64, rx: watch::Receiver<Progress>) -> Self {
-        Self { seq, rx: Some(rx) }
+        Self(Waiting::Progress(seq, rx))
+    }
+
+    /// A ticket the writer resolves by answering `rx` (`Err(why)` when it failed; a
+    /// dropped sender means the writer stopped).
+    pub fn answered_by(rx: oneshot::Receiver<Result<(), String>>) -> Self {
+        Self(Waiting::Answer(rx))
     }
 
     /// A ticket that is already durable (nothing was written).
     pub fn done() -> Self {
-        Self { seq: 0, rx: None }
+        Self(Waiting::Done)
     }
 
     /// Waits until the append is durable.
     pub async fn wait(self) -> Result<(), StorageError> {
-        let Some(mut rx) = self.rx else {
-            return Ok(());
-        };
-        let seq = self.seq;
-        let progress = rx
-            .wait_for(|p| p.durable >= seq || p.failed.is_some())
-            .await
-            .map_err(|_| StorageError::Failed("writer stopped".into()))?;
-        match &progress.failed {
-            Some(why) if progress.durable < seq => Err(StorageError::Failed(why.clone())),
-            _ => Ok(()),
+        match self.0 {
+            Waiting::Done => Ok(()),
+            Waiting::Answer(rx) => match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(StorageError::Failed(why)),
+                Err(_) => Err(StorageError::Failed("writer stopped".into())),
+            },
+            Waiting::Progress(seq, mut rx) => {
+                let progress = rx
+                    .wait_for(|p| p.durable >= seq || p.failed.is_some())
+                    .await
+                    .map_err(|_| StorageError::Failed("writer stopped".into()))?;
+                match &progress.failed {
+                    Some(why) if progress.durable < seq => Err(StorageError::Failed(why.clone())),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
