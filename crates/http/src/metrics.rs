@@ -5,9 +5,12 @@
 //! The core counts `godwit_messages_in_total` and `godwit_messages_out_total` (so every
 //! face is counted once) and the store records `godwit_fsync_seconds`.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+
+use axum::http::Method;
+use parking_lot::RwLock;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -33,19 +36,54 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 /// Middleware counting every request under its matched route template.
 pub async fn track_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
+    let method = static_method(req.method());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    let (count, latency) = request_handles(method, route, response.status().as_u16());
+    count.increment(1);
+    latency.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A method name as a `'static` label (no allocation per request).
+fn static_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The counter and histogram of one (method, route, status), registered once: a
+/// request then costs a read-locked map lookup instead of label allocations and a
+/// registry lookup. Routes are the router's templates, so the map stays small.
+fn request_handles(
+    method: &'static str,
+    route: &str,
+    status: u16,
+) -> (metrics::Counter, metrics::Histogram) {
+    type Handles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+    static CACHE: OnceLock<RwLock<HashMap<Box<str>, Handles>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(h) = cache.read().get(route).and_then(|m| m.get(&(method, status))) {
+        return h.clone();
+    }
+    let handles = (
+        metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+        metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route.to_owned()),
+    );
+    cache
+        .write()
+        .entry(route.into())
+        .or_default()
+        .insert((method, status), handles.clone());
+    handles
 }
 
 /// The queues that got depth gauges at the last scrape.
