@@ -263,12 +263,11 @@ fn state(dir: &tempfile::TempDir) -> AppState {
     let config = BrokerConfig::default();
     let broker = Broker::open(Arc::new(store), Arc::new(SystemClock), config.clone()).unwrap();
     let handle = PrometheusBuilder::new().build_recorder().handle();
-    AppState {
+    AppState::new(
         broker,
-        opts: Arc::new(HttpOptions::new(&config, handle)),
-        gauges: Arc::default(),
-        openapi: openapi::json(&config).into(),
-    }
+        HttpOptions::new(&config, handle),
+        openapi::json(&config).into(),
+    )
 }
 
 #[tokio::test]
