@@ -1,4 +1,4 @@
-//! Property test: the broker over the real log store against a deliberately naive model
+//! Property test: the broker over the in-memory store against a deliberately naive model
 //! (a `Vec` and a few maps per subscription), over random sequences of push, take, lease,
 //! ack, nack on the default subscription and a named one (fan-out), time passing (delays,
 //! TTLs, lease expiry, dead letters), checkpoints, compaction and restarts. Every reply
@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use godwit_core::storage::memory::MemoryStorage;
 use godwit_core::*;
-use godwit_store::{FsyncPolicy, LogStore, StoreOptions};
 use proptest::prelude::*;
 
 const Q: &str = "q";
@@ -167,12 +167,11 @@ fn sub_name(i: usize) -> Option<String> {
     (i == 1).then(|| "s1".to_string())
 }
 
-fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Broker {
-    let mut opts = StoreOptions::new(dir);
-    opts.fsync = FsyncPolicy::Never;
-    opts.segment_bytes = 2048;
-    let store = LogStore::open(opts).expect("store opens");
-    Broker::open(Arc::new(store), clock, BrokerConfig::default()).expect("broker opens")
+/// Small segments, so compaction and checkpoints reclaim within one case.
+const SEGMENT_BYTES: u32 = 2048;
+
+fn open(store: &Arc<MemoryStorage>, clock: Arc<ManualClock>) -> Broker {
+    Broker::open(store.clone(), clock, BrokerConfig::default()).expect("broker opens")
 }
 
 const MAX_DELIVERIES: u32 = 3;
@@ -194,10 +193,10 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStorage::new(SEGMENT_BYTES));
     let clock = Arc::new(ManualClock::new(1_000_000));
     rt.block_on(async {
-        let mut broker = open(dir.path(), clock.clone());
+        let mut broker = open(&store, clock.clone());
         let patch = SettingsPatch {
             max_deliveries: Some(Some(MAX_DELIVERIES)),
             ..SettingsPatch::default()
@@ -334,7 +333,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 Step::Restart => {
                     drop(broker);
-                    broker = open(dir.path(), clock.clone());
+                    broker = open(&store, clock.clone());
                     for sub in &mut model.subs {
                         let mut back: Vec<(u64, M)> = sub
                             .leased
