@@ -206,6 +206,8 @@ pub(super) async fn read(
         tokio::select! {
             got = rx => {
                 reg.rx = None;
+                // Served on one queue, the slot must leave the others' lists as well.
+                drop(reg.leave());
                 return Ok(match got {
                     Ok(d) => loaded(d),
                     Err(_) => Delivery::empty(queues[0]),
@@ -228,4 +230,56 @@ pub(super) async fn read(
 fn loaded(mut d: Delivery) -> Delivery {
     d.load();
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::storage::memory::MemoryStorage;
+    use crate::{Broker, BrokerConfig, ManualClock, NewMessage, ReadOptions};
+
+    /// Lists of waiting slots, by queue.
+    fn slots(broker: &Broker) -> Vec<(String, usize)> {
+        let core = broker.inner.core.lock();
+        let mut out: Vec<(String, usize)> = core
+            .waiters
+            .by_queue
+            .iter()
+            .map(|(q, subs)| (q.clone(), subs.values().map(|l| l.len()).sum()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_multi_queue_waiter_served_by_one_queue_leaves_no_slot_on_the_others() {
+        let storage = Arc::new(MemoryStorage::new(1 << 20));
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let broker = Broker::open(storage, clock, BrokerConfig::default()).unwrap();
+        for _ in 0..3 {
+            let b = broker.clone();
+            let waiter = tokio::spawn(async move {
+                let opts = ReadOptions {
+                    max: 1,
+                    wait: Duration::from_secs(10),
+                    subscription: None,
+                };
+                b.take_any(&["a", "b"], opts)
+                    .await
+                    .unwrap()
+                    .into_messages()
+                    .await
+            });
+            while slots(&broker).is_empty() {
+                tokio::task::yield_now().await;
+            }
+            broker.push("a", vec![NewMessage::new("x")]).await.unwrap();
+            assert_eq!(waiter.await.unwrap().unwrap().len(), 1);
+            // Served on "a": nothing of it may stay registered on "b", where it would
+            // pile up for as long as "b" gets no message.
+            assert_eq!(slots(&broker), Vec::<(String, usize)>::new());
+        }
+    }
 }

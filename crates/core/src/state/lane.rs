@@ -177,4 +177,36 @@ mod tests {
         let back: Lane = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(ids(&back), ids(&snap));
     }
+
+    #[test]
+    fn drain_empties_the_lane_in_order_and_leaves_a_snapshot_whole() {
+        let mut lane = Lane::default();
+        (1..=600).for_each(|id| lane.push_back(meta(id)));
+        lane.push_front(meta(0));
+        let snap = lane.clone();
+        let drained: Vec<u64> = lane.drain().map(|m| m.id).collect();
+        assert_eq!(drained, (0..=600).collect::<Vec<_>>());
+        assert_eq!(lane.len(), 0);
+        assert!(lane.front().is_none());
+        assert_eq!(lane.iter().count(), 0);
+        assert_eq!(ids(&snap), (0..=600).collect::<Vec<_>>());
+        // The drained lane is usable again.
+        lane.push_back(meta(7));
+        assert_eq!((ids(&lane), lane.len()), (vec![7], 1));
+    }
+
+    #[test]
+    fn for_each_mut_changes_every_message_but_not_a_snapshot() {
+        let mut lane = Lane::default();
+        (1..=600).for_each(|id| lane.push_back(meta(id)));
+        let snap = lane.clone();
+        lane.for_each_mut(|m| m.loc.segment = 9);
+        assert_eq!(lane.len(), 600);
+        assert!(lane.iter().all(|m| m.loc.segment == 9));
+        assert_eq!(ids(&lane), (1..=600).collect::<Vec<_>>());
+        assert!(
+            snap.iter().all(|m| m.loc.segment == 0),
+            "chunks copied on write"
+        );
+    }
 }
