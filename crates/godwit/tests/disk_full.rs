@@ -59,7 +59,7 @@ async fn a_full_disk_refuses_pushes_until_reclamation_frees_space() {
         eprintln!("skipped: cannot mount tmpfs (needs root)");
         return;
     };
-    // Ballast that only the fallback path below removes.
+    // Ballast that stays: the log must fit in what is left, refusals included.
     let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![0u8; 512 * 1024]).expect("write ballast");
     let mut s = TestServer::start_in(
@@ -86,30 +86,27 @@ async fn a_full_disk_refuses_pushes_until_reclamation_frees_space() {
         acked.len()
     );
 
-    if refusal.status == 503 {
-        // TODO(core): the core does not map the store's disk-full signals yet (it fails
-        // the broker on an append's `StorageError::DiskFull` and does not check
-        // `Storage::disk_low`); the expected refusal is 507 `disk_full` with the broker
-        // still serving. Until then, check the store's half: nothing acknowledged is
-        // lost, and a restart with space recovers every push.
-        eprintln!(
-            "TODO(core): push refused with {} {}, expected 507 disk_full; \
-             checking recovery only",
-            refusal.status,
-            refusal.error_code()
-        );
-        s.kill9();
-        std::fs::remove_file(&ballast).expect("remove ballast");
-        s.restart().await;
-        let got = s.drain("jobs", 2 * acked.len()).await;
-        assert_eq!(ids(&got), acked);
-        return;
-    }
+    // The core maps the store's low-space signal to `Error::DiskFull`: 507 with
+    // `Retry-After`, and the broker stays healthy.
     refusal.assert_error(507, "disk_full");
     // Still refused once the free-space reading is fresh, and the server is healthy.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = s.push_raw("jobs", "", b"x").await;
     again.assert_error(507, "disk_full");
+    let raw = s
+        .client
+        .post(s.url("/v1/queues/jobs/messages"))
+        .body("x")
+        .send()
+        .await
+        .expect("push while full");
+    assert_eq!(raw.status().as_u16(), 507);
+    assert_eq!(
+        raw.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..]),
+        "507 without Retry-After: {:?}",
+        raw.headers()
+    );
     assert_eq!(s.get("/healthz").await.status, 200);
     let full_segments = files_with_suffix(&s.data_dir(), ".seg");
 
