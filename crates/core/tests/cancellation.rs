@@ -140,3 +140,19 @@ async fn ending_a_session_returns_its_leases_to_the_head_at_once() {
         [2, 2, 1]
     );
 }
+
+#[tokio::test]
+async fn a_session_lease_confirmed_after_its_session_ended_goes_back_at_once() {
+    let t = TestBroker::new(1 << 20);
+    push(&t.broker, "q", "m").await;
+    let session = t.broker.open_session();
+    let delivery = session.lease("q", lease(1, LONG)).await.unwrap();
+    // The connection closes while the reply is being written: the session ends first,
+    // then the write's confirm runs.
+    assert_eq!(session.end(), 0);
+    delivery.confirm().await.unwrap();
+    // Owned by no session, the lease is returned at once rather than held for LONG.
+    let back = take(&t.broker, "q", 1).await;
+    assert_eq!(bodies(&back), ["m"]);
+    assert_eq!(back[0].deliveries, 2);
+}

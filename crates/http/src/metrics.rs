@@ -71,7 +71,11 @@ fn request_handles(
     type Handles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
     static CACHE: OnceLock<RwLock<HashMap<Box<str>, Handles>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(h) = cache.read().get(route).and_then(|m| m.get(&(method, status))) {
+    if let Some(h) = cache
+        .read()
+        .get(route)
+        .and_then(|m| m.get(&(method, status)))
+    {
         return h.clone();
     }
     let handles = (

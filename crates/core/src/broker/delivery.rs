@@ -174,11 +174,27 @@ impl Delivery {
                     let Core {
                         state, sessions, ..
                     } = &mut *core;
-                    let owned = sessions.entry(session).or_default();
-                    super::session::prune(owned, state, now);
-                    for (i, id) in self.ids.iter().enumerate() {
-                        let token = first.saturating_add(i as u64);
-                        owned.push((self.queue.clone(), self.sub.clone(), *id, token));
+                    match sessions.get_mut(&session) {
+                        Some(owned) => {
+                            super::session::prune(owned, state, now);
+                            for (i, id) in self.ids.iter().enumerate() {
+                                let token = first.saturating_add(i as u64);
+                                owned.push((self.queue.clone(), self.sub.clone(), *id, token));
+                            }
+                        }
+                        // The session ended while this delivery was being written: its
+                        // leases go back at once, as the session's others did.
+                        None => {
+                            for id in self.ids.iter().rev() {
+                                if let Some(op) =
+                                    core.state.plan_return(&self.queue, &self.sub, *id)
+                                {
+                                    if let Err(e) = inner.commit(&mut core, vec![op]) {
+                                        tracing::warn!(error = %e, "returning a lease of an ended session failed");
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
                 metrics::counter!("godwit_messages_out_total").increment(self.ids.len() as u64);

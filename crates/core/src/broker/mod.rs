@@ -226,7 +226,11 @@ impl Broker {
         let id = {
             let mut core = self.inner.core.lock();
             core.next_session += 1;
-            core.next_session
+            let id = core.next_session;
+            // Present while the session lives: a lease confirmed after it ended is
+            // returned at once instead of being owned by nobody.
+            core.sessions.insert(id, Vec::new());
+            id
         };
         Session::new(self.inner.clone(), id)
     }
@@ -245,6 +249,10 @@ impl Broker {
             validate_queue(q)?;
         }
         validate::read(&self.inner.config, opts)?;
+        // A failed store could not confirm what a read hands out: say so up front.
+        if let Some(why) = self.inner.failure() {
+            return Err(Error::Unavailable(why));
+        }
         let sub = sub_name(opts.subscription.as_deref())?;
         let request = ReadRequest {
             sub: sub.to_string(),
@@ -562,11 +570,18 @@ impl Inner {
             .expect("the broker is alive while it runs")
     }
 
+    /// Why the broker can no longer make writes durable, if so. A failure the store
+    /// reports is remembered: the broker stays failed until a restart even if the
+    /// store's report goes away.
     fn failure(&self) -> Option<String> {
-        self.failed
-            .lock()
-            .clone()
-            .or_else(|| self.storage.failure())
+        let mut failed = self.failed.lock();
+        if failed.is_none() {
+            if let Some(why) = self.storage.failure() {
+                metrics::gauge!("godwit_store_failed").set(1.0);
+                *failed = Some(why);
+            }
+        }
+        failed.clone()
     }
 
     /// Commits `op`, which concerns the named subscription, or answers `NotFound` when
