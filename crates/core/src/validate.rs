@@ -41,7 +41,21 @@ pub fn messages(config: &BrokerConfig, messages: &[NewMessage]) -> Result<()> {
             config.max_batch
         )));
     }
-    for m in messages {
+    let many = messages.len() > 1;
+    for (i, m) in messages.iter().enumerate() {
+        message(config, m).map_err(|e| match e {
+            Error::InvalidArgument(why) if many => {
+                Error::InvalidArgument(format!("messages[{i}]: {why}"))
+            }
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one message.
+fn message(config: &BrokerConfig, m: &NewMessage) -> Result<()> {
+    {
         if m.body.len() > config.max_message_bytes {
             return Err(Error::TooLarge {
                 size: m.body.len(),

@@ -10,7 +10,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::Bytes;
-use godwit_core::{NewMessage, DEFAULT_PRIORITY, MAX_PRIORITY};
+use godwit_core::{NewMessage, DEFAULT_PRIORITY};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -89,7 +89,8 @@ pub struct BatchReply {
     pub duplicate: Option<Vec<bool>>,
 }
 
-/// Push options shared by both forms, checked before anything reaches the broker.
+/// Push options shared by both forms, as the wire gives them; the core checks their
+/// bounds (`godwit_core::validate`).
 struct PushOptions {
     priority: Option<u8>,
     delay_ms: Option<u64>,
@@ -98,34 +99,11 @@ struct PushOptions {
 }
 
 impl PushOptions {
-    fn into_message(
-        self,
-        body: Bytes,
-        headers: BTreeMap<String, String>,
-        max_message_bytes: usize,
-    ) -> Result<NewMessage, ApiError> {
-        if body.len() > max_message_bytes {
-            return Err(godwit_core::Error::TooLarge {
-                size: body.len(),
-                limit: max_message_bytes,
-            }
-            .into());
-        }
-        let priority = self.priority.unwrap_or(DEFAULT_PRIORITY);
-        if priority > MAX_PRIORITY {
-            return Err(ApiError::invalid_argument(format!(
-                "priority must be 0..={MAX_PRIORITY}, not {priority}"
-            )));
-        }
-        if self.ttl_ms == Some(0) {
-            return Err(ApiError::invalid_argument("ttl_ms must be at least 1"));
-        }
-        if headers.keys().any(String::is_empty) {
-            return Err(ApiError::invalid_argument("header names must not be empty"));
-        }
-        Ok(NewMessage {
+    /// The core's message: blank arguments (an empty dedup id, a zero delay) are absent.
+    fn into_message(self, body: Bytes, headers: BTreeMap<String, String>) -> NewMessage {
+        NewMessage {
             body,
-            priority,
+            priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             delay: self
                 .delay_ms
                 .filter(|ms| *ms > 0)
@@ -134,7 +112,7 @@ impl PushOptions {
             dedup_id: self.dedup_id.filter(|id| !id.is_empty()),
             headers,
             at_head: false,
-        })
+        }
     }
 }
 
@@ -186,11 +164,7 @@ pub async fn push(
         ttl_ms: query.ttl_ms,
         dedup_id: query.dedup_id,
     };
-    let message = options.into_message(
-        body,
-        message_headers(&headers)?,
-        app.broker.config().max_message_bytes,
-    )?;
+    let message = options.into_message(body, message_headers(&headers)?);
     let outcome = app
         .broker
         .push(&queue, vec![message])
@@ -243,13 +217,12 @@ pub async fn batch(
     if request.messages.is_empty() {
         return Err(ApiError::invalid_argument("messages must not be empty"));
     }
-    let limit = app.broker.config().max_message_bytes;
     let messages = request
         .messages
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            batch_message(item, limit).map_err(|mut err| {
+            batch_message(item).map_err(|mut err| {
                 err.message = format!("messages[{i}]: {}", err.message);
                 err
             })
@@ -271,7 +244,7 @@ pub async fn batch(
     Ok((status, Json(reply)).into_response())
 }
 
-fn batch_message(item: BatchItem, max_message_bytes: usize) -> Result<NewMessage, ApiError> {
+fn batch_message(item: BatchItem) -> Result<NewMessage, ApiError> {
     let body = match (item.body, item.body_base64) {
         (Some(text), None) => Bytes::from(text),
         (None, Some(encoded)) => {
@@ -294,7 +267,7 @@ fn batch_message(item: BatchItem, max_message_bytes: usize) -> Result<NewMessage
         ttl_ms: item.ttl_ms,
         dedup_id: item.dedup_id,
     };
-    options.into_message(body, item.headers, max_message_bytes)
+    Ok(options.into_message(body, item.headers))
 }
 
 #[cfg(test)]
@@ -325,33 +298,27 @@ mod tests {
             dedup_id: None,
             headers: BTreeMap::new(),
         };
-        assert!(batch_message(item(None, None), 10).is_err());
-        assert!(batch_message(item(Some("a"), Some("YQ==")), 10).is_err());
-        assert!(batch_message(item(None, Some("!!")), 10).is_err());
-        let m = batch_message(item(None, Some("/wA=")), 10).unwrap();
+        assert!(batch_message(item(None, None)).is_err());
+        assert!(batch_message(item(Some("a"), Some("YQ=="))).is_err());
+        assert!(batch_message(item(None, Some("!!"))).is_err());
+        let m = batch_message(item(None, Some("/wA="))).unwrap();
         assert_eq!(&m.body[..], b"\xff\x00");
-        let err = batch_message(item(Some("too long"), None), 3).unwrap_err();
-        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]
-    fn out_of_range_options_are_rejected() {
-        let opts = |priority, ttl_ms| PushOptions {
+    fn blank_options_are_absent_and_bounds_are_left_to_the_core() {
+        let opts = |priority, delay_ms, dedup_id: &str| PushOptions {
             priority,
-            delay_ms: None,
-            ttl_ms,
-            dedup_id: None,
+            delay_ms,
+            ttl_ms: Some(5),
+            dedup_id: Some(dedup_id.to_owned()),
         };
-        let body = || Bytes::from_static(b"x");
-        assert!(opts(Some(10), None)
-            .into_message(body(), BTreeMap::new(), 10)
-            .is_err());
-        assert!(opts(None, Some(0))
-            .into_message(body(), BTreeMap::new(), 10)
-            .is_err());
-        let m = opts(Some(9), Some(5))
-            .into_message(body(), BTreeMap::new(), 10)
-            .unwrap();
-        assert_eq!((m.priority, m.ttl), (9, Some(Duration::from_millis(5))));
+        let m = opts(None, Some(0), "").into_message(Bytes::from_static(b"x"), BTreeMap::new());
+        assert_eq!(m.priority, DEFAULT_PRIORITY);
+        assert_eq!((m.delay, m.dedup_id), (None, None));
+        assert_eq!(m.ttl, Some(Duration::from_millis(5)));
+        // Out of range here, refused by `godwit_core::validate` (400 over HTTP).
+        let m = opts(Some(10), Some(1), "k").into_message(Bytes::new(), BTreeMap::new());
+        assert_eq!(m.priority, 10);
     }
 }
