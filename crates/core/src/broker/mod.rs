@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | here | `Broker`: the operations faces call, and `commit` |
 //! | `delivery.rs` | two-step delivery: reserve, write, confirm (or return on drop) |
+//! | `pushes.rs` | push combining: one lock hand-off per batch of concurrent pushes |
 //! | `session.rs` | connection-owned leases, released when the session ends |
 //! | `waiters.rs` | long-poll waiters served in arrival order, over one or more queues |
 //! | `maintenance.rs` | the sweeper, checkpoints and compaction |
@@ -17,6 +18,7 @@
 
 mod delivery;
 mod maintenance;
+mod pushes;
 mod recovery;
 mod session;
 mod waiters;
@@ -108,6 +110,10 @@ struct Inner {
     stop: watch::Sender<bool>,
     checkpoint_lock: tokio::sync::Mutex<()>,
     compact_lock: Mutex<()>,
+    /// Pushes waiting for the combiner (`pushes.rs`).
+    pushes: Mutex<Vec<pushes::Pending>>,
+    /// Whether a thread is applying queued pushes.
+    combining: AtomicBool,
 }
 
 /// How a read consumes, before the time is known.
@@ -183,16 +189,7 @@ impl Broker {
         if let Some(why) = self.inner.storage.disk_low() {
             return Err(Error::DiskFull(why));
         }
-        let (ticket, outcomes) = {
-            let mut core = self.inner.core.lock();
-            let now = self.inner.clock.now_ms();
-            let (ops, outcomes) = core.state.plan_push(queue, messages, now)?;
-            let mut ticket = self.inner.commit(&mut core, ops)?;
-            if let Some(op) = core.state.plan_retention(queue, now) {
-                ticket = self.inner.commit(&mut core, vec![op])?;
-            }
-            (ticket, outcomes)
-        };
+        let (ticket, outcomes) = self.inner.combined_push(queue, messages).await?;
         self.inner.wait(ticket).await?;
         let added = outcomes.iter().filter(|o| !o.duplicate).count();
         metrics::counter!("godwit_messages_in_total").increment(added as u64);

@@ -61,6 +61,8 @@ pub(super) fn open(
         stop,
         checkpoint_lock: tokio::sync::Mutex::new(()),
         compact_lock: Mutex::new(()),
+        pushes: Mutex::new(Vec::new()),
+        combining: AtomicBool::new(false),
     });
     {
         let mut core = inner.core.lock();
