@@ -175,7 +175,7 @@ pub struct StatsJson {
     pub in_flight: u64,
     /// Messages waiting for their delay.
     pub delayed: u64,
-    /// Stored bytes of the default subscription's messages.
+    /// Body bytes of the default subscription's messages (ready, delayed, in flight).
     pub bytes: u64,
     /// Messages accepted since the queue was created (duplicates not counted).
     pub total_pushed: u64,
