@@ -1,7 +1,7 @@
 //! The Godwit broker core: the one model every face (HTTP, RESP, memcache) maps onto.
 //!
 //! What lives here: queues and their settings, messages and their delivery state
-//! ([`state`]), the log's vocabulary ([`op`]), the async [`Broker`] facade that faces
+//! (`state`, private: faces see it only through the `Broker`), the log's vocabulary ([`op`]), the async [`Broker`] facade that faces
 //! call (with [`Delivery`] and [`Session`]), validation of everything a client sends
 //! ([`validate`]), and the [`storage`] boundary a durable store implements, with two
 //! doubles for tests ([`storage::memory`], [`storage::faulty`]). What does not: sockets,
@@ -13,7 +13,7 @@ pub mod error;
 pub mod model;
 pub mod name;
 pub mod op;
-pub mod state;
+mod state;
 pub mod storage;
 pub mod validate;
 
