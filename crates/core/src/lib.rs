@@ -1,11 +1,12 @@
 //! The Godwit broker core: the one model every face (HTTP, RESP, memcache) maps onto.
 //!
 //! What lives here: queues and their settings, messages and their delivery state
-//! (`state`, private: faces see it only through the `Broker`), the log's vocabulary ([`op`]), the async [`Broker`] facade that faces
-//! call (with [`Delivery`] and [`Session`]), validation of everything a client sends
-//! ([`validate`]), and the [`storage`] boundary a durable store implements, with two
-//! doubles for tests ([`storage::memory`], [`storage::faulty`]). What does not: sockets,
-//! protocol types, or any knowledge of files — those belong to faces and stores.
+//! (`state`, private: faces see it only through the [`Broker`]), the log's vocabulary
+//! ([`op`]), the async [`Broker`] facade that faces call (with [`Delivery`] and
+//! [`Session`]), validation of everything a client sends ([`validate`]), and the
+//! [`storage`] boundary a durable store implements, with two doubles for tests
+//! ([`storage::memory`], [`storage::faulty`]). What does not: sockets, protocol types,
+//! or any knowledge of files — those belong to faces and stores.
 
 pub mod broker;
 pub mod clock;
