@@ -125,9 +125,9 @@ pub struct Appended {
     pub ticket: Ticket,
 }
 
-/// A checkpoint being written: the core streams its state into it while holding its
-/// lock (so the state matches the log position captured at [`Storage::begin_checkpoint`]),
-/// then commits it without the lock.
+/// A checkpoint being written: begun under the core's lock (so its position matches
+/// the snapshot of the state taken there), then filled with that snapshot and committed
+/// on a blocking thread, outside the lock.
 pub trait CheckpointWriter: Write + Send {
     /// Makes the checkpoint the one recovery starts from, once the log up to its
     /// position is durable, then deletes log segments that are behind it and not in
