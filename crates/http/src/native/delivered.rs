@@ -1,10 +1,9 @@
 //! Replies that carry a [`Delivery`]: the messages count as delivered only once they
 //! were handed to the client's connection.
 //!
-//! The reply body is the JSON, then a confirm: hyper asks the body for its next frame
-//! only after it took the previous one, so the confirm (the durable removal or lease)
-//! runs after the JSON went to the connection, and the chunked reply ends only once it
-//! is durable. A client that reads a complete reply knows its take is final; a
+//! The reply body is the JSON, then one yield (so hyper flushes the JSON to the socket),
+//! then a confirm: the confirm (the durable removal or lease) runs after the JSON was
+//! handed to the connection, and the chunked reply ends only once it is durable. A client that reads a complete reply knows its take is final; a
 //! connection that closes first drops the body, and the delivery's messages return to
 //! the head of the queue. If the confirm fails the body errors, and the client sees a
 //! broken reply rather than a complete one.
@@ -30,6 +29,7 @@ type Confirming = Pin<Box<dyn Future<Output = godwit_core::Result<()>> + Send>>;
 struct ConfirmingBody {
     json: Option<Bytes>,
     delivery: Option<Delivery>,
+    flushed: bool,
     confirming: Option<Confirming>,
 }
 
@@ -46,6 +46,15 @@ impl http_body::Body for ConfirmingBody {
                 d.written();
             }
             return Poll::Ready(Some(Ok(Frame::data(json))));
+        }
+        if !self.flushed {
+            // Hand the turn back once: hyper flushes what it buffered (the JSON) to the
+            // socket before it asks for the next frame, so the confirm runs once the
+            // bytes were handed to the connection, not while they sit in hyper's buffer.
+            // A failed flush drops the body, and with it the unconfirmed delivery.
+            self.flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         if let Some(delivery) = self.delivery.take() {
             self.confirming = Some(Box::pin(delivery.confirm()));
@@ -83,6 +92,7 @@ pub fn reply(delivery: Delivery) -> Result<Response, ApiError> {
     let body = ConfirmingBody {
         json: Some(Bytes::from(json)),
         delivery: Some(delivery),
+        flushed: false,
         confirming: None,
     };
     let mut response = Response::new(Body::new(body));
