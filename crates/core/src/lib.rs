@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod config;
 pub mod error;
 pub mod model;
 pub mod name;

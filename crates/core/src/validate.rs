@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::broker::BrokerConfig;
+use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::name::validate_queue;

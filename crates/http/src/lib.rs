@@ -14,6 +14,7 @@
 //! `/?name=…&opt=…`), `queue_service/`, `queue_sample/`, and `live/` (live delivery
 //! streams). A dialect's error layer must never rewrite another dialect's replies.
 
+pub mod error;
 pub mod metrics;
 pub mod native;
 pub mod ops;
@@ -26,7 +27,7 @@ use axum::Router;
 use godwit_core::{Broker, BrokerConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use native::error::ApiError;
+pub use error::ApiError;
 
 /// Longest duration any request or setting may carry, in milliseconds (100 years).
 pub use godwit_core::MAX_DURATION_MS;

@@ -10,7 +10,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::ToSchema;
 
 use crate::route::{self, Route};
-use crate::{metrics, native, AppState};
+use crate::{metrics, AppState};
 
 /// The reply of `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +54,6 @@ pub(crate) fn table() -> Vec<Route> {
 /// routes predate the other dialects, and their clients are monitoring tools).
 pub(crate) fn router() -> Router<AppState> {
     route::build(table())
-        .method_not_allowed_fallback(native::fallback::method_not_allowed)
-        .layer(CatchPanicLayer::custom(native::fallback::panicked))
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(CatchPanicLayer::custom(crate::error::panicked))
 }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use godwit_core::Delivery;
 use http_body::Frame;
 
-use crate::native::error::ApiError;
+use crate::error::ApiError;
 use crate::native::render::MessagesReply;
 
 type Confirming = Pin<Box<dyn Future<Output = godwit_core::Result<()>> + Send>>;

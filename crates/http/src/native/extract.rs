@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// The `{queue}` path parameter, checked with [`godwit_core::name::validate_queue`].
 #[derive(Debug, Clone)]

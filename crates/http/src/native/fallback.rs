@@ -1,15 +1,13 @@
 //! What answers when no handler does: unknown routes (404), wrong methods (405),
 //! panics (500), and a safety net that turns any non-JSON error reply into our shape.
 
-use std::any::Any;
-
 use axum::extract::Request;
 use axum::http::header::{ALLOW, CONTENT_TYPE};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// Largest error body the safety net reads to reuse as a message.
 const MAX_ERROR_TEXT: usize = 4096;
@@ -28,31 +26,6 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
         "not_found",
         format!("no route for {method} {path}"),
     )
-}
-
-/// 405 for a known path with a method it does not serve (axum adds `Allow`).
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} does not take {method}", uri.path()),
-    )
-}
-
-/// The reply for a handler that panicked: the panic is logged, the server keeps serving.
-pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = %detail, "request handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error",
-    )
-    .into_response()
 }
 
 /// Middleware: an error reply that is not JSON (one some layer made on its own) is

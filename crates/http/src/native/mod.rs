@@ -3,9 +3,9 @@
 //!
 //! Each route family is one module under [`routes`] that parses (with the extractors in
 //! [`extract`]), calls the [`godwit_core::Broker`], and renders (with [`render`]).
-//! Every error a client sees is an [`error::ApiError`] in the shape
-//! `{"error": {"code": "...", "message": "..."}}`; [`fallback`] holds the 404, 405 and
-//! panic replies and the safety net that rewrites any other error reply into that
+//! Every error a client sees is an [`crate::ApiError`] in the shape
+//! `{"error": {"code": "...", "message": "..."}}`; [`fallback`] holds the 404 reply
+//! and the safety net that rewrites any other error reply into that
 //! shape, applied to the routes of this module only.
 //!
 //! Message headers travel in HTTP request headers named `x-godwit-header-<name>` on
@@ -13,7 +13,6 @@
 //! are case-insensitive), and in the `headers` object of batch items and replies.
 
 pub(crate) mod delivered;
-pub mod error;
 pub mod extract;
 pub mod fallback;
 pub mod openapi;
@@ -31,9 +30,9 @@ use extract::BodyLimit;
 /// replies, the body limit, and the JSON error safety net.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     route::build(routes::table(state))
-        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(Extension(BodyLimit(state.opts.max_body_bytes)))
-        .layer(CatchPanicLayer::custom(fallback::panicked))
+        .layer(CatchPanicLayer::custom(crate::error::panicked))
         .layer(axum::middleware::from_fn(fallback::json_errors))
 }
 

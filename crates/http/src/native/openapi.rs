@@ -15,12 +15,12 @@ use godwit_core::{BrokerConfig, MAX_PRIORITY};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::error::{ErrorBody, ErrorDetail};
 use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply,
 };
 use super::routes::{consume, messages, queues, subscriptions};
+use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
 /// The native API's OpenAPI description, as annotated (without the configured limits;

@@ -9,7 +9,7 @@ use godwit_core::{LeaseOptions, ReadOptions, Receipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::native::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{ApiJson, ApiQuery, QueueName};
 use crate::native::render::MessagesReply;
 use crate::AppState;

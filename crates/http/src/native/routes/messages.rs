@@ -14,7 +14,7 @@ use godwit_core::{NewMessage, DEFAULT_PRIORITY};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::native::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{ApiJson, ApiQuery, QueueName, RawBody};
 use crate::AppState;
 

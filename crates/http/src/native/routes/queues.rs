@@ -7,7 +7,7 @@ use godwit_core::SettingsPatch;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::native::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{OptionalJson, QueueName};
 use crate::native::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
 use crate::AppState;

@@ -8,7 +8,7 @@ use godwit_core::StartAt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::native::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{ApiJson, OptionalJson, QueueName, SubscriptionName};
 use crate::native::render::{SubscriptionJson, SubscriptionsReply};
 use crate::AppState;

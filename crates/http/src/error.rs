@@ -1,12 +1,15 @@
-//! The one error type of the native API and its JSON form
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! The JSON error of the native API and the operations routes:
+//! `{"error": {"code": "...", "message": "..."}}`, with their 405 and panic replies.
+//! (Other dialects render their own error forms.)
 //!
 //! Every failure a client can see goes through [`ApiError`]: core errors (mapped by
 //! variant in one place, [`ApiError::from`]), extractor rejections (malformed JSON, bad
 //! query values, bodies over the limit) and routing misses (404, 405).
 
+use std::any::Any;
+
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -134,6 +137,31 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// 405 for a known path with a method it does not serve (axum adds `Allow`).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// The reply for a handler that panicked: the panic is logged, the server keeps serving.
+pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %detail, "request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }
 
 #[cfg(test)]
