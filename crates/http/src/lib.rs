@@ -121,6 +121,6 @@ pub fn router(broker: Broker, opts: HttpOptions) -> Router {
         .merge(ops::router())
         .merge(native::router(&state))
         .fallback(native::fallback::not_found)
-        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(metrics::TrackRequestsLayer)
         .with_state(state)
 }

@@ -6,7 +6,10 @@
 //! face is counted once) and the store records `godwit_fsync_seconds`.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::http::Method;
@@ -14,7 +17,6 @@ use parking_lot::RwLock;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
@@ -33,17 +35,82 @@ pub const QUEUE_DELAYED: &str = "godwit_queue_delayed";
 /// The route label of requests that matched no route, so raw paths never become labels.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Middleware counting every request under its matched route template.
-pub async fn track_requests(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = static_method(req.method());
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
-    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    let (count, latency) = request_handles(method, route, response.status().as_u16());
-    count.increment(1);
-    latency.record(started.elapsed().as_secs_f64());
-    response
+/// Counts every request under its matched route template, with its latency. A
+/// hand-written layer rather than `from_fn`: no boxed future and no clone of the inner
+/// service per request (the two `from_fn` layers cost 10–18% of push throughput).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackRequestsLayer;
+
+impl<S> tower::Layer<S> for TrackRequestsLayer {
+    type Service = TrackRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackRequests { inner }
+    }
+}
+
+/// The service of [`TrackRequestsLayer`].
+#[derive(Debug, Clone)]
+pub struct TrackRequests<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for TrackRequests<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = static_method(req.method());
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        TrackedFuture {
+            inner: self.inner.call(req),
+            started,
+            method,
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being served, counted when its response is ready.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let route = this
+                .route
+                .as_ref()
+                .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+            let (count, latency) = request_handles(this.method, route, response.status().as_u16());
+            count.increment(1);
+            latency.record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// A method name as a `'static` label (no allocation per request).

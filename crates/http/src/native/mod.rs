@@ -33,7 +33,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(Extension(BodyLimit(state.opts.max_body_bytes)))
         .layer(CatchPanicLayer::custom(crate::error::panicked))
-        .layer(axum::middleware::from_fn(fallback::json_errors))
+        .layer(fallback::JsonErrorsLayer)
 }
 
 #[cfg(test)]
