@@ -588,10 +588,8 @@ impl Inner {
             core.state.apply(op, loc);
         }
         if !core.waiters.is_empty() {
-            for op in &ops {
-                for queue in readies(op) {
-                    self.serve(core, queue);
-                }
+            for queue in ops.iter().filter_map(readies) {
+                self.serve(core, queue);
             }
         }
         Ok(appended.ticket)
@@ -643,16 +641,16 @@ impl Inner {
     }
 }
 
-/// The queues where `op` may make messages ready (whose waiters to serve).
-fn readies(op: &Op) -> Vec<&str> {
+/// The queue where `op` may make messages ready (whose waiters to serve), if any.
+fn readies(op: &Op) -> Option<&str> {
     match op {
-        Op::Push(rec) => vec![rec.queue.as_str()],
+        Op::Push(rec) => Some(rec.queue.as_str()),
         Op::Promote { queue, .. }
         | Op::Release { queue, .. }
         | Op::Configure { queue, .. }
         | Op::Subscribe { queue, .. }
-        | Op::Seek { queue, .. } => vec![queue.as_str()],
-        Op::Move { to, .. } => vec![to.as_str()],
-        _ => Vec::new(),
+        | Op::Seek { queue, .. } => Some(queue.as_str()),
+        Op::Move { to, .. } => Some(to.as_str()),
+        _ => None,
     }
 }

@@ -198,7 +198,9 @@ pub(super) async fn read(
         let mut until = deadline;
         if let Some(at) = next_change {
             let ms = at.saturating_sub(inner.clock.now_ms()).max(1);
-            until = until.min(Instant::now() + Duration::from_millis(ms));
+            if let Some(at) = Instant::now().checked_add(Duration::from_millis(ms)) {
+                until = until.min(at);
+            }
         }
         let Some(rx) = reg.rx.as_mut() else {
             return Ok(Delivery::empty(queues[0]));
