@@ -27,11 +27,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use godwit_core::storage::{
-    Appended, CheckpointWriter, PinnedRecord, Progress, PushRecord, RecordSource, ReplayGroup,
+    Appended, CheckpointWriter, PinnedRecord, PushRecord, RecordSource, ReplayGroup,
 };
 use godwit_core::{Location, Op, Storage, StorageError, Ticket};
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use checkpoint::{Draft, Position};
 use disk::DiskWatch;
@@ -194,9 +193,9 @@ impl LogStore {
         if sent {
             Ticket::answered_by(rx)
         } else if let Some(why) = self.health.failure() {
-            failed_ticket(why)
+            Ticket::failed(why)
         } else {
-            failed_ticket("the log syncer has stopped".into())
+            Ticket::failed("the log syncer has stopped")
         }
     }
 
@@ -251,13 +250,14 @@ fn lock_dir(dir: &std::path::Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
-/// A ticket that fails at once with `why`.
-fn failed_ticket(why: String) -> Ticket {
-    let (_, rx) = watch::channel(Progress {
-        durable: 0,
-        failed: Some(why),
-    });
-    Ticket::new(u64::MAX, rx)
+/// A checkpoint I/O error: a full disk only postpones the checkpoint (`DiskFull`),
+/// anything else is an I/O error with `what` as context.
+fn checkpoint_error(what: &str, e: io::Error) -> StorageError {
+    if health::is_disk_full(&e) {
+        StorageError::DiskFull(format!("{what}: {e}"))
+    } else {
+        StorageError::io(what, e)
+    }
 }
 
 /// Reads the message record at `at` from its segment's file.
@@ -425,7 +425,7 @@ impl Storage for LogStore {
         // A failed store syncs nothing more: its sync tickets fail, even when everything
         // appended before the failure happened to be durable already.
         if let Some(why) = self.health.failure() {
-            return failed_ticket(why);
+            return Ticket::failed(why);
         }
         self.sync_ticket()
     }
@@ -438,13 +438,8 @@ impl Storage for LogStore {
         };
         a.at_checkpoint = a.total;
         drop(a);
-        let draft = Draft::create(&self.options.dir, position).map_err(|e| {
-            if health::is_disk_full(&e) {
-                StorageError::DiskFull(format!("creating checkpoint draft: {e}"))
-            } else {
-                StorageError::io("creating checkpoint draft", e)
-            }
-        })?;
+        let draft = Draft::create(&self.options.dir, position)
+            .map_err(|e| checkpoint_error("creating checkpoint draft", e))?;
         Ok(Box::new(PendingCheckpoint {
             draft,
             dir: self.options.dir.clone(),
@@ -490,13 +485,9 @@ impl CheckpointWriter for PendingCheckpoint {
         let position = self.draft.position;
         // A failed draft removes itself and the old checkpoint stays; the store stays
         // healthy (the log is untouched), so a full disk only postpones reclamation.
-        self.draft.finish(&self.dir).map_err(|e| {
-            if health::is_disk_full(&e) {
-                StorageError::DiskFull(format!("writing checkpoint: {e}"))
-            } else {
-                StorageError::io("writing checkpoint", e)
-            }
-        })?;
+        self.draft
+            .finish(&self.dir)
+            .map_err(|e| checkpoint_error("writing checkpoint", e))?;
         let mut reclaimed = 0;
         for n in self.segments.numbers() {
             if n < position.segment && !live_segments.contains(&n) {
