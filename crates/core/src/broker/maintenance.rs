@@ -25,10 +25,15 @@ impl Inner {
             return false;
         }
         let core = self.core.lock();
-        sealed.iter().any(|(n, size)| {
-            let live = core.state.live_in(*n).bytes;
-            (live as f64) < (*size as f64) * self.config.compact_below
-        })
+        sealed
+            .iter()
+            .any(|(n, size)| self.sparse(core.state.live_in(*n).bytes, *size))
+    }
+
+    /// Whether a sealed segment of `size` bytes with `live` bytes in it is worth
+    /// compacting (or, with nothing live, deleting).
+    fn sparse(&self, live: u64, size: u64) -> bool {
+        (live as f64) < (size as f64) * self.config.compact_below
     }
 
     /// Copies the live records of sparse sealed segments to the log's tail (within the
@@ -41,8 +46,7 @@ impl Inner {
             let mut pinned = Vec::new();
             for (n, size) in self.storage.sealed_segments() {
                 let live = core.state.live_in(n);
-                let sparse = (live.bytes as f64) < (size as f64) * self.config.compact_below;
-                if live.refs == 0 || !sparse || live.bytes > budget {
+                if live.refs == 0 || !self.sparse(live.bytes, size) || live.bytes > budget {
                     continue;
                 }
                 budget -= live.bytes;
