@@ -99,16 +99,6 @@ fn max_messages(max: Option<usize>) -> usize {
     max.unwrap_or(1)
 }
 
-fn subscription(name: Option<String>) -> Result<Option<String>, ApiError> {
-    match name.filter(|n| !n.is_empty()) {
-        Some(n) => {
-            godwit_core::name::validate_subscription(&n)?;
-            Ok(Some(n))
-        }
-        None => Ok(None),
-    }
-}
-
 fn read_options(
     max: Option<usize>,
     wait_ms: Option<u64>,
@@ -117,7 +107,8 @@ fn read_options(
     Ok(ReadOptions {
         max: max_messages(max),
         wait: Duration::from_millis(wait_ms.unwrap_or(0)),
-        subscription: subscription(sub)?,
+        // Absent, empty or named; the name's rules are the core's to check.
+        subscription: sub,
     })
 }
 
@@ -281,7 +272,9 @@ pub async fn peek(
     ApiQuery(query): ApiQuery<PeekQuery>,
 ) -> Result<Json<MessagesReply>, ApiError> {
     let max = max_messages(query.max);
-    let sub = subscription(query.subscription)?;
-    let messages = app.broker.peek(&queue, max, sub.as_deref()).await?;
+    let messages = app
+        .broker
+        .peek(&queue, max, query.subscription.as_deref())
+        .await?;
     Ok(Json(MessagesReply::new(messages)))
 }
