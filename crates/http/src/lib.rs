@@ -121,6 +121,6 @@ pub fn router(broker: Broker, opts: HttpOptions) -> Router {
         .merge(ops::router())
         .merge(native::router(&state))
         .fallback(native::fallback::not_found)
-        .layer(metrics::TrackRequestsLayer)
+        .layer(metrics::TrackRequestsLayer::default())
         .with_state(state)
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -38,14 +38,23 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 /// Counts every request under its matched route template, with its latency. A
 /// hand-written layer rather than `from_fn`: no boxed future and no clone of the inner
 /// service per request (the two `from_fn` layers cost 10–18% of push throughput).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TrackRequestsLayer;
+///
+/// Each layer keeps its own cache of metric handles, registered with the recorder
+/// that is current at a route's first request. A process-wide cache would hand every
+/// later router the handles of whichever recorder came first.
+#[derive(Debug, Clone, Default)]
+pub struct TrackRequestsLayer {
+    handles: Arc<HandleCache>,
+}
 
 impl<S> tower::Layer<S> for TrackRequestsLayer {
     type Service = TrackRequests<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TrackRequests { inner }
+        TrackRequests {
+            inner,
+            handles: self.handles.clone(),
+        }
     }
 }
 
@@ -53,6 +62,7 @@ impl<S> tower::Layer<S> for TrackRequestsLayer {
 #[derive(Debug, Clone)]
 pub struct TrackRequests<S> {
     inner: S,
+    handles: Arc<HandleCache>,
 }
 
 impl<S> tower::Service<Request> for TrackRequests<S>
@@ -73,6 +83,7 @@ where
         let route = req.extensions().get::<MatchedPath>().cloned();
         TrackedFuture {
             inner: self.inner.call(req),
+            handles: self.handles.clone(),
             started,
             method,
             route,
@@ -85,6 +96,7 @@ pin_project_lite::pin_project! {
     pub struct TrackedFuture<F> {
         #[pin]
         inner: F,
+        handles: Arc<HandleCache>,
         started: Instant,
         method: &'static str,
         route: Option<MatchedPath>,
@@ -105,7 +117,9 @@ where
                 .route
                 .as_ref()
                 .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-            let (count, latency) = request_handles(this.method, route, response.status().as_u16());
+            let (count, latency) = this
+                .handles
+                .get(this.method, route, response.status().as_u16());
             count.increment(1);
             latency.record(this.started.elapsed().as_secs_f64());
         }
@@ -127,34 +141,44 @@ fn static_method(m: &Method) -> &'static str {
     }
 }
 
+/// The counter and histogram of each (route, method, status) seen, by route.
+type Handles =
+    HashMap<Box<str>, HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>>;
+
 /// The counter and histogram of one (method, route, status), registered once: a
 /// request then costs a read-locked map lookup instead of label allocations and a
 /// registry lookup. Routes are the router's templates, so the map stays small.
-fn request_handles(
-    method: &'static str,
-    route: &str,
-    status: u16,
-) -> (metrics::Counter, metrics::Histogram) {
-    type Handles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
-    static CACHE: OnceLock<RwLock<HashMap<Box<str>, Handles>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(h) = cache
-        .read()
-        .get(route)
-        .and_then(|m| m.get(&(method, status)))
-    {
-        return h.clone();
+#[derive(Debug, Default)]
+pub struct HandleCache {
+    map: RwLock<Handles>,
+}
+
+impl HandleCache {
+    fn get(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> (metrics::Counter, metrics::Histogram) {
+        if let Some(h) = self
+            .map
+            .read()
+            .get(route)
+            .and_then(|m| m.get(&(method, status)))
+        {
+            return h.clone();
+        }
+        let handles = (
+            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+            metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route.to_owned()),
+        );
+        self.map
+            .write()
+            .entry(route.into())
+            .or_default()
+            .insert((method, status), handles.clone());
+        handles
     }
-    let handles = (
-        metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
-        metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route.to_owned()),
-    );
-    cache
-        .write()
-        .entry(route.into())
-        .or_default()
-        .insert((method, status), handles.clone());
-    handles
 }
 
 /// The queues that got depth gauges at the last scrape.
