@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::time::Sleep;
 
 /// The header and idle timeouts of one kind of connection.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +51,12 @@ impl Activity {
         }
     }
 
-    /// Bytes arrived from the client; true when they began a request head, which may
-    /// bring the deadline forward.
-    pub fn on_read(&mut self, now: Instant) -> bool {
-        let begins_head = self.requests == 0 && self.head_since.is_none();
-        if begins_head {
+    /// Bytes arrived from the client; when they begin a request head, the header
+    /// timeout starts (which may bring the deadline forward).
+    pub fn on_read(&mut self, now: Instant) {
+        if self.requests == 0 && self.head_since.is_none() {
             self.head_since = Some(now);
         }
-        begins_head
     }
 
     /// Bytes went out to the client.
@@ -101,13 +99,10 @@ impl Activity {
     }
 }
 
-/// [`Activity`] shared by a connection's socket, its requests and its watchdog, which
-/// is woken when the last request in flight finishes.
+/// [`Activity`] shared by a connection's socket, its requests and its [`Watchdog`].
 #[derive(Debug)]
 pub struct SharedActivity {
     state: Mutex<Activity>,
-    /// Signalled when the deadline may have moved from where the watchdog last saw it.
-    pub changed: Notify,
 }
 
 impl SharedActivity {
@@ -115,7 +110,6 @@ impl SharedActivity {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(Activity::new(Instant::now())),
-            changed: Notify::new(),
         })
     }
 
@@ -138,7 +132,88 @@ pub struct InFlight(Arc<SharedActivity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.with(|a| a.request_finished(Instant::now()));
-        self.0.changed.notify_one();
+    }
+}
+
+/// Resolves when a connection must be closed for stalling or idling, or (once
+/// [`Watchdog::drain`] was called) for having nothing left to send.
+///
+/// Cheap per request: one timer per connection, re-armed only when the deadline moves
+/// earlier or when it fires early, and no wake-up of its own. Every change to the
+/// activity happens while the connection's task is polled (socket reads and writes,
+/// requests starting and their responses being dropped are all driven by hyper inside
+/// that task), so a watchdog polled after the connection in the same task (a `biased`
+/// select) sees each change as soon as it is made. A deadline that moved later is
+/// found when the timer fires, and the timer is set again.
+pub struct Watchdog {
+    activity: Arc<SharedActivity>,
+    limits: StallLimits,
+    draining: Option<(Instant, Duration)>,
+    timer: Pin<Box<Sleep>>,
+    /// Where `timer` is set, if it is.
+    armed: Option<Instant>,
+}
+
+impl Watchdog {
+    /// A watchdog over `activity` with `limits`.
+    pub fn new(activity: Arc<SharedActivity>, limits: StallLimits) -> Self {
+        Self {
+            activity,
+            limits,
+            draining: None,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
+        }
+    }
+
+    /// Shutdown began at `since`: close once nothing is in flight and nothing was
+    /// written for `grace`.
+    pub fn drain(&mut self, since: Instant, grace: Duration) {
+        self.draining = Some((since, grace));
+    }
+
+    /// Whether [`Watchdog::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.activity.with(|a| {
+            let drain = self
+                .draining
+                .and_then(|(since, grace)| a.drain_deadline(since, grace));
+            match (a.deadline(self.limits), drain) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            }
+        })
+    }
+}
+
+impl std::future::Future for Watchdog {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let Some(want) = self.deadline() else {
+                // A request is in flight: no deadline until it ends, which happens
+                // inside this task and so is seen at the next poll.
+                self.armed = None;
+                return Poll::Pending;
+            };
+            if self.armed.is_none_or(|at| at > want) {
+                self.timer.as_mut().reset(want.into());
+                self.armed = Some(want);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer fired at `armed`; the deadline may have moved later since.
+            if want <= Instant::now() {
+                return Poll::Ready(());
+            }
+            self.armed = None;
+        }
     }
 }
 
@@ -163,8 +238,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && self.activity.with(|a| a.on_read(Instant::now())) {
-            self.activity.changed.notify_one();
+        if buf.filled().len() > before {
+            self.activity.with(|a| a.on_read(Instant::now()));
         }
         polled
     }
@@ -287,5 +362,62 @@ mod tests {
         assert_eq!(a.deadline(LIMITS), None);
         a.request_finished(at(t0, 2));
         assert_eq!(a.deadline(LIMITS), Some(at(t0, 62)));
+    }
+
+    const SHORT: StallLimits = StallLimits {
+        header: Duration::from_millis(200),
+        idle: Duration::from_millis(2_000),
+    };
+
+    /// Polls `watchdog` for at most `within`; true if it fired.
+    async fn fires_within(watchdog: &mut Watchdog, within: Duration) -> bool {
+        tokio::time::timeout(within, watchdog).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_head_begun_on_an_idle_connection_brings_the_watchdog_forward() {
+        let activity = SharedActivity::new();
+        activity.with(Activity::request_started);
+        activity.with(|a| a.request_finished(Instant::now()));
+        let mut watchdog = Watchdog::new(activity.clone(), SHORT);
+        // Idle: armed for the idle timeout, far off.
+        assert!(!fires_within(&mut watchdog, Duration::from_millis(50)).await);
+        let began = Instant::now();
+        activity.with(|a| a.on_read(began));
+        assert!(
+            fires_within(&mut watchdog, Duration::from_millis(1_500)).await,
+            "a stalled head is cut at the header timeout, not the idle one"
+        );
+        assert!(began.elapsed() >= SHORT.header);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_that_moved_later_is_kept_when_the_timer_fires_early() {
+        let limits = StallLimits {
+            header: Duration::from_millis(300),
+            idle: Duration::from_millis(300),
+        };
+        let activity = SharedActivity::new();
+        activity.with(Activity::request_started);
+        activity.with(|a| a.request_finished(Instant::now()));
+        let mut watchdog = Watchdog::new(activity.clone(), limits);
+        assert!(!fires_within(&mut watchdog, Duration::from_millis(150)).await);
+        let wrote = Instant::now();
+        activity.with(|a| a.on_write(wrote));
+        assert!(fires_within(&mut watchdog, Duration::from_secs(2)).await);
+        assert!(
+            wrote.elapsed() >= limits.idle,
+            "the idle clock restarts with the last write"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_close_while_a_request_is_in_flight() {
+        let activity = SharedActivity::new();
+        let mut watchdog = Watchdog::new(activity.clone(), SHORT);
+        activity.with(Activity::request_started);
+        assert!(!fires_within(&mut watchdog, SHORT.header * 3).await);
+        activity.with(|a| a.request_finished(Instant::now()));
+        assert!(fires_within(&mut watchdog, SHORT.idle * 2).await);
     }
 }

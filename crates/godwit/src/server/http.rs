@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tower::ServiceExt as _;
 
-use super::activity::{SharedActivity, StallLimits, Watched};
+use super::activity::{SharedActivity, StallLimits, Watchdog, Watched};
 use super::body::{Counted, StallTimeout};
 use super::{ConnCtx, Face};
 
@@ -89,43 +89,26 @@ impl Face for HttpFace {
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let connection = self.http1.serve_connection(io, service).with_upgrades();
         tokio::pin!(connection);
-        let mut draining: Option<Instant> = None;
-        let deadline_of = |draining: Option<Instant>| {
-            activity.with(|a| {
-                let drain = draining.and_then(|since| a.drain_deadline(since, DRAIN_GRACE));
-                match (a.deadline(limits), drain) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, y) => x.or(y),
-                }
-            })
-        };
+        let mut watchdog = Watchdog::new(activity, limits);
         loop {
-            let deadline = deadline_of(draining);
-            let expired = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // `biased`: the watchdog is polled after the connection in the same wake-up,
+            // so it sees every change the connection's progress made (see `Watchdog`).
             tokio::select! {
+                biased;
                 done = connection.as_mut() => {
                     if let Err(err) = done {
                         tracing::debug!(peer = %conn.peer, %err, "HTTP connection failed");
                     }
                     return;
                 }
-                _ = conn.shutdown.recv(), if draining.is_none() => {
-                    draining = Some(Instant::now());
+                _ = conn.shutdown.recv(), if !watchdog.draining() => {
+                    watchdog.drain(Instant::now(), DRAIN_GRACE);
                     connection.as_mut().graceful_shutdown();
                 }
-                _ = activity.changed.notified() => {}
-                _ = expired => {
-                    let now = Instant::now();
-                    if deadline_of(draining).is_some_and(|at| at <= now) {
-                        // Nothing in flight: dropping the connection loses no reply.
-                        tracing::debug!(peer = %conn.peer, "closing a stalled or idle HTTP connection");
-                        return;
-                    }
+                () = &mut watchdog => {
+                    // Nothing in flight: dropping the connection loses no reply.
+                    tracing::debug!(peer = %conn.peer, "closing a stalled or idle HTTP connection");
+                    return;
                 }
             }
         }
