@@ -59,6 +59,12 @@ impl Health {
         self.fail("write", format!("{what}: {e}"))
     }
 
+    /// Fails the store after a write error that cannot be refused any more (its ops are
+    /// applied already): even a full disk is fatal here.
+    pub(crate) fn fatal_write_error(&self, what: String, e: io::Error) -> StorageError {
+        self.fail("write", format!("{what}: {e}"))
+    }
+
     /// Fails the store after a sync error (always fatal).
     pub(crate) fn sync_error(&self, what: String, e: io::Error) -> StorageError {
         self.fail("sync", format!("{what}: {e}"))

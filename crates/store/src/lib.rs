@@ -126,9 +126,16 @@ pub(crate) struct Appender {
     /// The segment being appended to, once created.
     pub(crate) file: Option<Arc<File>>,
     segment: u32,
+    /// The end of the log, counting bytes still staged.
     offset: u64,
     total: u64,
     at_checkpoint: u64,
+    /// Bytes of deferred appends not yet written; they end at `offset`.
+    staged: Vec<u8>,
+    /// The sync requests of the staged appends, sent once their bytes are written.
+    staged_syncs: Vec<syncer::Request>,
+    /// The current segment's blocks are reserved up to here (see [`segment::reserve`]).
+    reserved_until: u64,
 }
 
 impl LogStore {
@@ -156,6 +163,9 @@ impl LogStore {
             offset: start.offset,
             total: 0,
             at_checkpoint: 0,
+            staged: Vec::new(),
+            staged_syncs: Vec::new(),
+            reserved_until: 0,
         }));
         let health = Arc::new(Health::new());
         let (tx, rx) = mpsc::channel();
@@ -213,6 +223,172 @@ impl LogStore {
         })
     }
 
+    /// Encodes `ops` as one group and appends it. A deferred append whose bytes fit in
+    /// the current segment's reserved blocks is only staged, to be written with the
+    /// others at [`Storage::flush_deferred`] in one `pwrite`; any other append first
+    /// writes what is staged, then its own bytes.
+    fn append_ops(&self, ops: &[Op], defer: bool) -> Result<Appended, StorageError> {
+        let mut bytes = Vec::new();
+        let mut records = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let at = bytes.len();
+            let len = record::encode(op, i + 1 == ops.len(), &mut bytes)?;
+            if matches!(op, Op::Push(_) | Op::Relocate { .. }) {
+                records.push((at as u64, len as u32));
+            }
+        }
+        let len = bytes.len() as u64;
+        if len > u32::MAX as u64 / 2 {
+            return Err(StorageError::Corrupt(format!(
+                "{len}-byte append is too large"
+            )));
+        }
+        let policy = self.options.fsync;
+        let mut a = self.appender.lock();
+        if let Some(why) = self.health.failure() {
+            return Err(StorageError::Failed(why));
+        }
+        let roll = a.offset > HEADER_LEN
+            && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
+        if roll || a.file.is_none() {
+            self.write_staged(&mut a)?;
+        }
+        match a.file.clone() {
+            Some(file) if roll => {
+                // Seal the old segment before anything in the new one can be acknowledged.
+                if policy != FsyncPolicy::Never {
+                    self.health.sync_data(&file).map_err(|e| {
+                        self.health
+                            .sync_error(format!("syncing segment {}", a.segment), e)
+                    })?;
+                }
+                segment::release(&file, a.offset);
+                let n = a.segment + 1;
+                a.file = Some(self.create_segment(n)?);
+                a.segment = n;
+                a.offset = HEADER_LEN;
+                a.reserved_until = self.reserve(&mut a);
+            }
+            Some(_) => {}
+            None => {
+                a.file = Some(self.create_segment(a.segment)?);
+                a.offset = HEADER_LEN;
+                a.reserved_until = self.reserve(&mut a);
+            }
+        }
+        let at = a.offset;
+        let staged = defer && at + len <= a.reserved_until;
+        let mut ticket = Ticket::done();
+        if staged {
+            a.staged.extend_from_slice(&bytes);
+            if policy == FsyncPolicy::Always {
+                let (answer, rx) = tokio::sync::oneshot::channel();
+                a.staged_syncs.push(answer);
+                ticket = Ticket::answered_by(rx);
+            }
+        } else {
+            self.write_staged(&mut a)?;
+            self.write_at(&a, &bytes, at)?;
+            a.seq += 1;
+        }
+        let locations = records
+            .into_iter()
+            .map(|(rel, len)| Location {
+                segment: a.segment,
+                offset: (at + rel) as u32,
+                len,
+            })
+            .collect();
+        a.offset += len;
+        a.total += len;
+        drop(a);
+        if !staged {
+            self.disk.appended(len);
+            if policy == FsyncPolicy::Always {
+                ticket = self.sync_ticket();
+            }
+        }
+        Ok(Appended { locations, ticket })
+    }
+
+    /// Writes `bytes` at `at` of the current segment. A full disk refuses the write and
+    /// gives back what a partial write took; any other error fails the store.
+    fn write_at(&self, a: &Appender, bytes: &[u8], at: u64) -> Result<(), StorageError> {
+        let Some(file) = a.file.as_ref() else {
+            return Err(StorageError::Failed("no segment to append to".into()));
+        };
+        if let Err(e) = file.write_all_at(bytes, at) {
+            let what = format!(
+                "writing {} at byte {at}",
+                self.segments.path(a.segment).display()
+            );
+            let err = self.health.write_error(what, e);
+            if matches!(err, StorageError::DiskFull(_)) {
+                // Recovery would cut it as a torn tail; the next append overwrites it.
+                let _ = file.set_len(at);
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Writes the staged bytes in one `pwrite` and hands their sync requests to the
+    /// syncer. Their appends were already applied by the core, so any error here, even
+    /// a full disk (which the reserved blocks should rule out), fails the store.
+    fn write_staged(&self, a: &mut Appender) -> Result<(), StorageError> {
+        if a.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut a.staged);
+        let syncs = std::mem::take(&mut a.staged_syncs);
+        let at = a.offset - staged.len() as u64;
+        let written = match a.file.as_ref() {
+            Some(file) => file.write_all_at(&staged, at),
+            None => Err(io::Error::other("no segment to append to")),
+        };
+        if let Err(e) = written {
+            let what = format!(
+                "writing {} staged bytes to {} at byte {at}",
+                staged.len(),
+                self.segments.path(a.segment).display()
+            );
+            let err = self.health.fatal_write_error(what, e);
+            for s in syncs {
+                let _ = s.send(Err(err.to_string()));
+            }
+            return Err(err);
+        }
+        a.seq += 1;
+        self.disk.appended(staged.len() as u64);
+        let sender = self.syncer.lock();
+        for s in syncs {
+            match sender.as_ref() {
+                Some((tx, _)) => {
+                    if let Err(mpsc::SendError(s)) = tx.send(s) {
+                        let _ = s.send(Err("the log syncer has stopped".into()));
+                    }
+                }
+                None => {
+                    let _ = s.send(Err("the log syncer has stopped".into()));
+                }
+            }
+        }
+        // Keep the buffer's capacity for the next batch.
+        a.staged = staged;
+        a.staged.clear();
+        Ok(())
+    }
+
+    /// Reserves the current segment's blocks from the end of the log to its full size;
+    /// returns where the reservation ends (the current end when none could be made).
+    fn reserve(&self, a: &mut Appender) -> u64 {
+        let end = self.options.segment_bytes.min(u32::MAX as u64);
+        match a.file.as_ref() {
+            Some(file) if segment::reserve(file, a.offset, end) => end,
+            _ => a.offset,
+        }
+    }
+
     /// Makes a test's next syncs fail as a dying disk's would.
     #[cfg(test)]
     pub(crate) fn fail_syncs(&self) {
@@ -224,6 +400,7 @@ impl LogStore {
 
 impl Drop for LogStore {
     fn drop(&mut self) {
+        let _ = self.write_staged(&mut self.appender.lock());
         if let Some((tx, handle)) = self.syncer.lock().take() {
             drop(tx);
             let _ = handle.join();
@@ -314,87 +491,20 @@ impl Storage for LogStore {
         a.segment = end.segment;
         a.offset = end.offset;
         a.file = self.segments.get(end.segment);
+        a.reserved_until = self.reserve(&mut a);
         Ok(())
     }
 
     fn append(&self, ops: &[Op]) -> Result<Appended, StorageError> {
-        let mut bytes = Vec::new();
-        let mut records = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            let at = bytes.len();
-            let len = record::encode(op, i + 1 == ops.len(), &mut bytes)?;
-            if matches!(op, Op::Push(_) | Op::Relocate { .. }) {
-                records.push((at as u64, len as u32));
-            }
-        }
-        let len = bytes.len() as u64;
-        if len > u32::MAX as u64 / 2 {
-            return Err(StorageError::Corrupt(format!(
-                "{len}-byte append is too large"
-            )));
-        }
-        let policy = self.options.fsync;
-        let mut a = self.appender.lock();
-        if let Some(why) = self.health.failure() {
-            return Err(StorageError::Failed(why));
-        }
-        let roll = a.offset > HEADER_LEN
-            && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
-        match a.file.clone() {
-            Some(file) if roll => {
-                // Seal the old segment before anything in the new one can be acknowledged.
-                if policy != FsyncPolicy::Never {
-                    self.health.sync_data(&file).map_err(|e| {
-                        self.health
-                            .sync_error(format!("syncing segment {}", a.segment), e)
-                    })?;
-                }
-                let n = a.segment + 1;
-                a.file = Some(self.create_segment(n)?);
-                a.segment = n;
-                a.offset = HEADER_LEN;
-            }
-            Some(_) => {}
-            None => {
-                a.file = Some(self.create_segment(a.segment)?);
-                a.offset = HEADER_LEN;
-            }
-        }
-        let Some(file) = a.file.clone() else {
-            return Err(StorageError::Failed("no segment to append to".into()));
-        };
-        if let Err(e) = file.write_all_at(&bytes, a.offset) {
-            let what = format!(
-                "writing {} at byte {}",
-                self.segments.path(a.segment).display(),
-                a.offset
-            );
-            let err = self.health.write_error(what, e);
-            if matches!(err, StorageError::DiskFull(_)) {
-                // Give back what the partial write took; the next append would overwrite
-                // it anyway, and recovery cuts it as a torn tail if none comes.
-                let _ = file.set_len(a.offset);
-            }
-            return Err(err);
-        }
-        let locations = records
-            .into_iter()
-            .map(|(at, len)| Location {
-                segment: a.segment,
-                offset: (a.offset + at) as u32,
-                len,
-            })
-            .collect();
-        a.seq += 1;
-        a.offset += len;
-        a.total += len;
-        drop(a);
-        self.disk.appended(len);
-        let ticket = match policy {
-            FsyncPolicy::Always => self.sync_ticket(),
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ticket::done(),
-        };
-        Ok(Appended { locations, ticket })
+        self.append_ops(ops, false)
+    }
+
+    fn append_deferred(&self, ops: &[Op]) -> Result<Appended, StorageError> {
+        self.append_ops(ops, true)
+    }
+
+    fn flush_deferred(&self) -> Result<(), StorageError> {
+        self.write_staged(&mut self.appender.lock())
     }
 
     fn read(&self, at: Location) -> Result<PushRecord, StorageError> {
@@ -427,11 +537,16 @@ impl Storage for LogStore {
         if let Some(why) = self.health.failure() {
             return Ticket::failed(why);
         }
+        if let Err(e) = self.write_staged(&mut self.appender.lock()) {
+            return Ticket::failed(e.to_string());
+        }
         self.sync_ticket()
     }
 
     fn begin_checkpoint(&self) -> Result<Box<dyn CheckpointWriter>, StorageError> {
         let mut a = self.appender.lock();
+        // The checkpoint's position must be the end of what is in the file.
+        self.write_staged(&mut a)?;
         let position = Position {
             segment: a.segment,
             offset: a.offset,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -166,6 +167,31 @@ fn open_rw(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
+}
+
+/// Reserves `file`'s disk blocks from `from` to `end` without changing its size
+/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so that writes in that range cannot fail
+/// for want of space. False when the filesystem cannot (no `fallocate`, or no room):
+/// writes there are then made one by one, each able to be refused.
+pub fn reserve(file: &File, from: u64, end: u64) -> bool {
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(end.saturating_sub(from)),
+    ) else {
+        return false;
+    };
+    if len == 0 {
+        return false;
+    }
+    // SAFETY: fallocate on a file descriptor we own; no memory is shared with the kernel.
+    unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) == 0 }
+}
+
+/// Gives back the blocks [`reserve`] took past `end_of_data`, once a segment is sealed
+/// (best effort: at worst they are freed with the segment). Truncating to the file's own
+/// size frees the blocks reserved past it.
+pub fn release(file: &File, end_of_data: u64) {
+    let _ = file.set_len(end_of_data);
 }
 
 /// fsyncs a directory so that created, renamed or deleted entries survive a crash.

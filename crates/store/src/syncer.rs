@@ -1,7 +1,8 @@
 //! Group commit: one thread owns every `fdatasync`.
 //!
 //! Appends write their bytes in place (`pwrite`, under the appender's lock, in sequence
-//! order) and, under `--fsync always`, ask this thread for a sync. The thread takes every
+//! order; a batch of deferred appends with one `pwrite`) and, under `--fsync always`,
+//! ask this thread for a sync (one request per append, sent once its bytes are written). The thread takes every
 //! request that has queued up, reads the highest sequence number written so far (every
 //! request taken was sent after its append, so its append is covered), syncs the current
 //! segment once, and answers exactly those requests: each [`godwit_core::Ticket`] is

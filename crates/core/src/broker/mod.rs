@@ -61,6 +61,10 @@ struct Core {
     sessions: HashMap<SessionId, Vec<SessionLease>>,
     next_delivery: u64,
     next_session: SessionId,
+    /// While the push combiner applies a batch: appends are deferred (written together
+    /// at the end of the batch), and the queues they made ready are noted here to be
+    /// served only once the batch is written.
+    deferred: Option<Vec<String>>,
 }
 
 struct Inner {
@@ -578,7 +582,12 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("the broker is shut down".into()));
         }
-        let appended = self.storage.append(&ops).map_err(|e| self.fail(e))?;
+        let appended = if core.deferred.is_some() {
+            self.storage.append_deferred(&ops)
+        } else {
+            self.storage.append(&ops)
+        }
+        .map_err(|e| self.fail(e))?;
         let mut locations = appended.locations.into_iter();
         for op in &ops {
             let loc = match op {
@@ -587,7 +596,10 @@ impl Inner {
             };
             core.state.apply(op, loc);
         }
-        if !core.waiters.is_empty() {
+        if let Some(ready) = core.deferred.as_mut() {
+            // Not yet: a served reader could look for records still in memory.
+            ready.extend(ops.iter().filter_map(readies).map(str::to_owned));
+        } else if !core.waiters.is_empty() {
             for queue in ops.iter().filter_map(readies) {
                 self.serve(core, queue);
             }

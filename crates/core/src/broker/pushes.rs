@@ -7,6 +7,11 @@
 //! under load the lock changes hands once per batch, not once per push. Nothing about a
 //! push changes: its ops, its group, its ordering among other operations (all under the
 //! same lock) and its durability are the same as if it had taken the lock itself.
+//!
+//! The batch's appends are deferred ([`crate::Storage::append_deferred`]): the store
+//! writes them together at the end of the batch, still under the lock, and only then
+//! are readers served from them and the pushes answered. A failed batch write fails the
+//! store, and every push of the batch is answered with the error.
 
 use std::sync::atomic::Ordering;
 
@@ -17,11 +22,14 @@ use crate::error::Result;
 use crate::model::{NewMessage, PushOutcome};
 use crate::storage::Ticket;
 
+/// Where a push's result goes.
+type Reply = oneshot::Sender<Result<(Ticket, Vec<PushOutcome>)>>;
+
 /// A push waiting for the combiner.
 pub(super) struct Pending {
     queue: String,
     messages: Vec<NewMessage>,
-    reply: oneshot::Sender<Result<(Ticket, Vec<PushOutcome>)>>,
+    reply: Reply,
 }
 
 impl Inner {
@@ -58,10 +66,9 @@ impl Inner {
                 if batch.is_empty() {
                     break;
                 }
-                let mut core = self.core.lock();
-                for p in batch {
-                    let result = self.push_locked(&mut core, &p.queue, p.messages);
-                    let _ = p.reply.send(result);
+                let replies = self.apply_batch(batch);
+                for (reply, result) in replies {
+                    let _ = reply.send(result);
                 }
             }
             self.combining.store(false, Ordering::Release);
@@ -71,6 +78,44 @@ impl Inner {
                 return;
             }
         }
+    }
+
+    /// Applies a batch under one hold of the lock, with its appends deferred: the store
+    /// writes the whole batch at once before any reader is served from it or any push is
+    /// answered. Returns each push's reply channel and result.
+    fn apply_batch(&self, batch: Vec<Pending>) -> Vec<(Reply, Result<(Ticket, Vec<PushOutcome>)>)> {
+        let mut core = self.core.lock();
+        core.deferred = Some(Vec::new());
+        let mut replies: Vec<_> = batch
+            .into_iter()
+            .map(|p| {
+                let result = self.push_locked(&mut core, &p.queue, p.messages);
+                (p.reply, result)
+            })
+            .collect();
+        let mut ready = core.deferred.take().unwrap_or_default();
+        match self.storage.flush_deferred().map_err(|e| self.fail(e)) {
+            Ok(()) => {
+                if !core.waiters.is_empty() {
+                    ready.sort_unstable();
+                    ready.dedup();
+                    for queue in &ready {
+                        self.serve(&mut core, queue);
+                    }
+                }
+            }
+            Err(e) => {
+                // Applied but not written: the store has failed, and no push of the
+                // batch may be acknowledged.
+                let why = e.to_string();
+                for (_, result) in &mut replies {
+                    if result.is_ok() {
+                        *result = Err(crate::Error::Unavailable(why.clone()));
+                    }
+                }
+            }
+        }
+        replies
     }
 
     /// One push under the lock: plan, commit, and the retention it triggers.

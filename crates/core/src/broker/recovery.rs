@@ -52,6 +52,7 @@ pub(super) fn open(
             sessions: HashMap::new(),
             next_delivery: 0,
             next_session: 0,
+            deferred: None,
         }),
         storage,
         clock,

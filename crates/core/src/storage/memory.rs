@@ -2,6 +2,10 @@
 //! checkpoints and reclamation, and no files. It lets the core's model test run
 //! restarts, checkpoints and compaction without a disk; every append is durable at
 //! once, so dropping a broker and opening another over the same storage is a crash.
+//!
+//! Deferred appends are held as unwritten until [`Storage::flush_deferred`]: reading
+//! one fails, as reading bytes not yet written to a file would, so a core that served a
+//! reader from a batch before writing it fails the model test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -24,6 +28,8 @@ struct Log {
     offset: u32,
     checkpoint: Option<(u32, u32, Vec<u8>)>,
     since_checkpoint: u64,
+    /// Records of deferred appends not yet flushed, by (segment, offset).
+    unwritten: BTreeSet<(u32, u32)>,
 }
 
 /// The in-memory store.
@@ -73,7 +79,9 @@ impl Storage for MemoryStorage {
         let (from_seg, from_off) = log.checkpoint.as_ref().map_or((0, 0), |(s, o, _)| (*s, *o));
         let mut group = Vec::new();
         for (loc, op, end) in log.segments.values().flatten() {
-            if (loc.segment, loc.offset) < (from_seg, from_off) {
+            if (loc.segment, loc.offset) < (from_seg, from_off)
+                || log.unwritten.contains(&(loc.segment, loc.offset))
+            {
                 continue;
             }
             group.push((op.clone(), *loc));
@@ -116,8 +124,32 @@ impl Storage for MemoryStorage {
         })
     }
 
+    fn append_deferred(&self, ops: &[Op]) -> Result<Appended, StorageError> {
+        let appended = self.append(ops)?;
+        let mut log = self.log.lock();
+        let segment = log.segment;
+        let unwritten: Vec<_> = log.segments[&segment]
+            .iter()
+            .rev()
+            .take(ops.len())
+            .map(|(loc, _, _)| (loc.segment, loc.offset))
+            .collect();
+        log.unwritten.extend(unwritten);
+        Ok(appended)
+    }
+
+    fn flush_deferred(&self) -> Result<(), StorageError> {
+        self.log.lock().unwritten.clear();
+        Ok(())
+    }
+
     fn read(&self, at: Location) -> Result<PushRecord, StorageError> {
         let log = self.log.lock();
+        if log.unwritten.contains(&(at.segment, at.offset)) {
+            return Err(StorageError::Corrupt(format!(
+                "record at {at:?} read before it was written"
+            )));
+        }
         let missing = || StorageError::Corrupt(format!("no record at {at:?}"));
         let records = log.segments.get(&at.segment).ok_or_else(missing)?;
         let i = records

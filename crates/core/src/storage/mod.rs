@@ -204,6 +204,22 @@ pub trait Storage: Send + Sync + 'static {
     /// returned ticket resolves when they are durable.
     fn append(&self, ops: &[Op]) -> Result<Appended, StorageError>;
 
+    /// Like [`Storage::append`], but the store may hold the bytes in memory until
+    /// [`Storage::flush_deferred`], to write a whole batch of appends at once. The
+    /// returned locations are final, and the ticket resolves only after the flush.
+    /// A deferred append must still refuse (a full disk, say) before it returns
+    /// whenever the later write could fail for that reason: the core applies it at once.
+    fn append_deferred(&self, ops: &[Op]) -> Result<Appended, StorageError> {
+        self.append(ops)
+    }
+
+    /// Writes every deferred append. Their ops are applied already, so an error here
+    /// fails the store. The core calls it before it releases its lock, before any
+    /// reader can look for the records and before any push is answered.
+    fn flush_deferred(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Reads a message record back by location.
     fn read(&self, at: Location) -> Result<PushRecord, StorageError>;
 
