@@ -22,8 +22,11 @@ use crate::error::Result;
 use crate::model::{NewMessage, PushOutcome};
 use crate::storage::Ticket;
 
+/// A push's result: its ticket and outcomes once applied (not yet durable).
+type Pushed = Result<(Ticket, Vec<PushOutcome>)>;
+
 /// Where a push's result goes.
-type Reply = oneshot::Sender<Result<(Ticket, Vec<PushOutcome>)>>;
+type Reply = oneshot::Sender<Pushed>;
 
 /// A push waiting for the combiner.
 pub(super) struct Pending {
@@ -83,7 +86,7 @@ impl Inner {
     /// Applies a batch under one hold of the lock, with its appends deferred: the store
     /// writes the whole batch at once before any reader is served from it or any push is
     /// answered. Returns each push's reply channel and result.
-    fn apply_batch(&self, batch: Vec<Pending>) -> Vec<(Reply, Result<(Ticket, Vec<PushOutcome>)>)> {
+    fn apply_batch(&self, batch: Vec<Pending>) -> Vec<(Reply, Pushed)> {
         let mut core = self.core.lock();
         core.deferred = Some(Vec::new());
         let mut replies: Vec<_> = batch
