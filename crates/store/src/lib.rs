@@ -228,7 +228,7 @@ impl LogStore {
     /// others at [`Storage::flush_deferred`] in one `pwrite`; any other append first
     /// writes what is staged, then its own bytes.
     fn append_ops(&self, ops: &[Op], defer: bool) -> Result<Appended, StorageError> {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(ops.iter().map(record::size_hint).sum());
         let mut records = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let at = bytes.len();

@@ -27,6 +27,18 @@ pub fn encode(op: &Op, end_of_group: bool, out: &mut Vec<u8>) -> Result<usize, S
     Ok(HEADER + payload_len)
 }
 
+/// About how many bytes [`encode`] writes for `op`, to size a buffer once.
+pub fn size_hint(op: &Op) -> usize {
+    const FIXED: usize = HEADER + 64;
+    match op {
+        Op::Push(rec) | Op::Relocate { push: rec, .. } => {
+            let headers: usize = rec.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            FIXED + rec.queue.len() + rec.body.len() + headers
+        }
+        _ => FIXED,
+    }
+}
+
 /// What parsing the front of a buffer found.
 #[derive(Debug)]
 pub enum Parsed {

@@ -5,10 +5,8 @@
 //! `application/x-www-form-urlencoded`), and names in the path are checked with the
 //! core's naming rules before a handler runs.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use bytes::{Bytes, BytesMut};
@@ -31,7 +29,8 @@ async fn path_param<S: Send + Sync>(
     state: &S,
     key: &str,
 ) -> Result<String, ApiError> {
-    let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+    // The raw (percent-decoded) parameters: no map and no string per parameter.
+    let params = RawPathParams::from_request_parts(parts, state)
         .await
         .map_err(|rejection| {
             ApiError::new(
@@ -40,9 +39,13 @@ async fn path_param<S: Send + Sync>(
                 rejection.body_text(),
             )
         })?;
-    params.remove(key).ok_or_else(|| {
-        ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR, "route has no {key}")
-    })
+    params
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| {
+            ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR, "route has no {key}")
+        })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueueName {
@@ -111,6 +114,9 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// Reads a body up to `limit` bytes. A longer one is drained (up to
 /// [`MAX_DRAIN_BYTES`]) and refused with 413.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body::Body as _;
+    // A body that arrives in one frame (most do) is kept as it came, not copied.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -126,8 +132,18 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         };
         seen = seen.saturating_add(data.len());
         if seen <= limit {
+            if buf.is_empty() && first.is_none() {
+                first = Some(data);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                let rest = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+                buf.reserve((first.len() + data.len()).saturating_add(rest).min(limit));
+                buf.extend_from_slice(&first);
+            }
             buf.extend_from_slice(&data);
         } else {
+            first = None;
             buf = BytesMut::new();
             if seen > limit.saturating_add(MAX_DRAIN_BYTES) {
                 break;
@@ -137,7 +153,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     if seen > limit {
         return Err(ApiError::body_too_large(limit));
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// A JSON body deserialized into `T`, whatever the `Content-Type`; malformed JSON or a

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -117,6 +118,18 @@ impl PushOptions {
 }
 
 /// Collects `x-godwit-header-<name>` request headers as message headers.
+/// The request's `x-godwit-header-*` headers, read in place (axum's `HeaderMap`
+/// extractor would clone every header of every push).
+pub struct MessageHeaders(BTreeMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MessageHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        message_headers(&parts.headers).map(Self)
+    }
+}
+
 fn message_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
@@ -155,7 +168,7 @@ pub async fn push(
     State(app): State<AppState>,
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<PushQuery>,
-    headers: HeaderMap,
+    MessageHeaders(headers): MessageHeaders,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let options = PushOptions {
@@ -164,7 +177,7 @@ pub async fn push(
         ttl_ms: query.ttl_ms,
         dedup_id: query.dedup_id,
     };
-    let message = options.into_message(body, message_headers(&headers)?);
+    let message = options.into_message(body, headers);
     let outcome = app
         .broker
         .push(&queue, vec![message])
