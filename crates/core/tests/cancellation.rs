@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::future::Future as _;
 use std::time::Duration;
 
 use common::*;
@@ -155,4 +156,32 @@ async fn a_session_lease_confirmed_after_its_session_ended_goes_back_at_once() {
     let back = take(&t.broker, "q", 1).await;
     assert_eq!(bodies(&back), ["m"]);
     assert_eq!(back[0].deliveries, 2);
+}
+
+#[tokio::test]
+async fn a_push_dropped_while_it_leads_a_batch_strands_no_other_push() {
+    let t = TestBroker::new(1 << 20);
+    // The first push of a batch leads it: it waits a moment for others to join, then
+    // applies them all. Drop it during that wait.
+    let mut leader = Box::pin(t.broker.push("q", vec![NewMessage::new("led".to_string())]));
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(leader.as_mut().poll(cx))).await;
+    assert!(
+        polled.is_pending(),
+        "the leader waits for its batch to form"
+    );
+    let follower = tokio::spawn({
+        let b = t.broker.clone();
+        async move { push(&b, "q", "followed").await }
+    });
+    let_others_run().await;
+    assert!(!follower.is_finished(), "the follower waits for the leader");
+    drop(leader);
+    let id = tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .expect("the follower's push is applied although its leader is gone")
+        .unwrap();
+    // The dropped push was never acknowledged; it was applied all the same (nothing
+    // half-done): both are queued, in order.
+    assert_eq!(id, 2);
+    assert_eq!(bodies(&take(&t.broker, "q", 10).await), ["led", "followed"]);
 }
