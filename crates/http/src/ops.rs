@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde::Serialize;
-use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::ToSchema;
 
 use crate::route::{self, Route};
@@ -55,5 +54,5 @@ pub(crate) fn table() -> Vec<Route> {
 pub(crate) fn router() -> Router<AppState> {
     route::build(table())
         .method_not_allowed_fallback(crate::error::method_not_allowed)
-        .layer(CatchPanicLayer::custom(crate::error::panicked))
+        .layer(crate::native::fallback::JsonErrorsLayer)
 }

@@ -14,6 +14,7 @@ use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::AppState;
 
 /// The `{queue}` path parameter, checked with [`godwit_core::name::validate_queue`].
 #[derive(Debug, Clone)]
@@ -83,13 +84,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The body limit of a route, set as a request extension by the router (an inner
-/// layer overrides an outer one, so one route can allow more).
+/// A route's own body limit, set as a request extension by a layer on that route;
+/// without one, a body may be up to the server's `max_body_bytes`.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
-
-/// Limit used when no [`BodyLimit`] is set.
-const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// How much of an over-limit body is read and thrown away so the client, still sending,
 /// gets the 413 reply instead of a reset connection. Past this the connection is closed.
@@ -99,14 +97,14 @@ const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = req
             .extensions()
             .get::<BodyLimit>()
-            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+            .map_or(state.opts.max_body_bytes, |l| l.0);
         read_body(req.into_body(), limit).await.map(Self)
     }
 }
@@ -161,10 +159,10 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(Self)
     }
@@ -174,10 +172,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub Option<T>);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));

@@ -2,6 +2,7 @@
 //! panics (500), and a safety net that turns any non-JSON error reply into our shape.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -31,8 +32,10 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// The safety net: an error reply that is not JSON (one some layer made on its own) is
-/// rewritten into `{"error": {...}}` with the same status and `Allow` header. A
+/// The safety net: a handler that panics is answered `500 internal` (the panic is logged
+/// and the server keeps serving), and an error reply that is not JSON (one some layer
+/// made on its own) is rewritten into `{"error": {...}}` with the same status and
+/// `Allow` header. A
 /// hand-written layer: a reply that needs no rewrite (nearly all) costs a status check,
 /// with no boxed future and no clone of the inner service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,9 +68,15 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        JsonErrorsFuture {
-            inner: self.inner.call(req),
-            rewriting: None,
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(inner) => JsonErrorsFuture {
+                inner: Some(inner),
+                rewriting: None,
+            },
+            Err(panic) => JsonErrorsFuture {
+                inner: None,
+                rewriting: Some(Box::pin(std::future::ready(crate::error::panicked(panic)))),
+            },
         }
     }
 }
@@ -78,7 +87,7 @@ pin_project_lite::pin_project! {
     /// A reply on its way out, rewritten when it is a non-JSON error.
     pub struct JsonErrorsFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         rewriting: Option<Rewrite>,
     }
 }
@@ -95,9 +104,20 @@ where
             if let Some(rewrite) = this.rewriting.as_mut() {
                 return rewrite.as_mut().poll(cx).map(Ok);
             }
-            let response = match std::task::ready!(this.inner.as_mut().poll(cx)) {
-                Ok(response) => response,
-                Err(e) => return Poll::Ready(Err(e)),
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                return Poll::Pending;
+            };
+            // A panicking handler is answered with a 500 and the server keeps serving
+            // (in this layer rather than tower-http's, which boxes every response body).
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+            let response = match polled {
+                Err(panic) => {
+                    this.inner.set(None);
+                    return Poll::Ready(Ok(crate::error::panicked(panic)));
+                }
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(response))) => response,
+                Ok(Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
             };
             if !needs_rewrite(&response) {
                 return Poll::Ready(Ok(response));
@@ -136,4 +156,62 @@ async fn rewrite(response: Response) -> Response {
         out.headers_mut().insert(ALLOW, allow.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn call(router: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_and_the_router_keeps_serving() {
+        async fn at_once() -> &'static str {
+            panic!("boom at once")
+        }
+        async fn after_a_wait() -> &'static str {
+            tokio::task::yield_now().await;
+            panic!("boom later")
+        }
+        let router = Router::new()
+            .route("/now", get(at_once))
+            .route("/later", get(after_a_wait))
+            .route(
+                "/fine",
+                get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+            )
+            .layer(JsonErrorsLayer);
+        for path in ["/now", "/later"] {
+            let (status, body) = call(&router, path).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(body["error"]["code"], "internal", "{path}: {body}");
+        }
+        assert_eq!(call(&router, "/fine").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_error_is_rewritten_as_json() {
+        let router = Router::new()
+            .route(
+                "/teapot",
+                get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
+            )
+            .layer(JsonErrorsLayer);
+        let (status, body) = call(&router, "/teapot").await;
+        assert_eq!(status, StatusCode::IM_A_TEAPOT);
+        assert_eq!(body["error"]["message"], "short and stout", "{body}");
+    }
 }

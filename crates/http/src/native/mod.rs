@@ -19,20 +19,16 @@ pub mod openapi;
 pub mod render;
 pub mod routes;
 
-use axum::{Extension, Router};
-use tower_http::catch_panic::CatchPanicLayer;
+use axum::Router;
 
 use crate::route;
 use crate::AppState;
-use extract::BodyLimit;
 
 /// The native router: every route of [`routes::table`], with JSON 405 and panic
 /// replies, the body limit, and the JSON error safety net.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     route::build(routes::table(state))
         .method_not_allowed_fallback(crate::error::method_not_allowed)
-        .layer(Extension(BodyLimit(state.opts.max_body_bytes)))
-        .layer(CatchPanicLayer::custom(crate::error::panicked))
         .layer(fallback::JsonErrorsLayer)
 }
 
