@@ -197,7 +197,10 @@ impl Delivery {
                         }
                     }
                 }
-                metrics::counter!("godwit_messages_out_total").increment(self.ids.len() as u64);
+                inner
+                    .counters
+                    .messages_out()
+                    .increment(self.ids.len() as u64);
                 Ok(ticket)
             }
             Err(e) => {

@@ -82,6 +82,30 @@ struct Inner {
     pushes: Mutex<Vec<pushes::Pending>>,
     /// Whether a thread is applying queued pushes.
     combining: AtomicBool,
+    /// Message counters, registered at first use.
+    counters: Counters,
+}
+
+/// The broker's message counters, each registered once (with the recorder current at
+/// its first use) instead of looked up in the registry on every push and take.
+#[derive(Default)]
+struct Counters {
+    messages_in: std::sync::OnceLock<metrics::Counter>,
+    messages_out: std::sync::OnceLock<metrics::Counter>,
+}
+
+impl Counters {
+    /// `godwit_messages_in_total`: messages stored (duplicates not counted).
+    fn messages_in(&self) -> &metrics::Counter {
+        self.messages_in
+            .get_or_init(|| metrics::counter!("godwit_messages_in_total"))
+    }
+
+    /// `godwit_messages_out_total`: messages whose delivery was confirmed.
+    fn messages_out(&self) -> &metrics::Counter {
+        self.messages_out
+            .get_or_init(|| metrics::counter!("godwit_messages_out_total"))
+    }
 }
 
 /// How a read consumes, before the time is known.
@@ -160,7 +184,7 @@ impl Broker {
         let (ticket, outcomes) = self.inner.combined_push(queue, messages).await?;
         self.inner.wait(ticket).await?;
         let added = outcomes.iter().filter(|o| !o.duplicate).count();
-        metrics::counter!("godwit_messages_in_total").increment(added as u64);
+        self.inner.counters.messages_in().increment(added as u64);
         Ok(outcomes)
     }
 

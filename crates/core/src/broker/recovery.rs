@@ -64,6 +64,7 @@ pub(super) fn open(
         compact_lock: Mutex::new(()),
         pushes: Mutex::new(Vec::new()),
         combining: AtomicBool::new(false),
+        counters: Default::default(),
     });
     {
         let mut core = inner.core.lock();

@@ -195,24 +195,30 @@ impl std::future::Future for Watchdog {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let Some(want) = self.deadline() else {
+            let want = self.deadline();
+            // Re-arm only when the deadline moved earlier than the timer; one that moved
+            // later (or went away while a request is in flight) is seen when the timer
+            // fires. So a busy keep-alive connection resets its timer about once per
+            // header timeout, not once per request.
+            if let Some(want) = want {
+                if self.armed.is_none_or(|at| at > want) {
+                    self.timer.as_mut().reset(want.into());
+                    self.armed = Some(want);
+                }
+            }
+            if self.armed.is_none() || self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer fired at `armed`.
+            self.armed = None;
+            match want {
+                Some(want) if want <= Instant::now() => return Poll::Ready(()),
+                // Moved later: loop to set the timer for it.
+                Some(_) => {}
                 // A request is in flight: no deadline until it ends, which happens
                 // inside this task and so is seen at the next poll.
-                self.armed = None;
-                return Poll::Pending;
-            };
-            if self.armed.is_none_or(|at| at > want) {
-                self.timer.as_mut().reset(want.into());
-                self.armed = Some(want);
+                None => return Poll::Pending,
             }
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The timer fired at `armed`; the deadline may have moved later since.
-            if want <= Instant::now() {
-                return Poll::Ready(());
-            }
-            self.armed = None;
         }
     }
 }
