@@ -117,11 +117,12 @@ where
                 .route
                 .as_ref()
                 .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-            let (count, latency) = this
-                .handles
-                .get(this.method, route, response.status().as_u16());
-            count.increment(1);
-            latency.record(this.started.elapsed().as_secs_f64());
+            this.handles.record(
+                this.method,
+                route,
+                response.status().as_u16(),
+                this.started.elapsed().as_secs_f64(),
+            );
         }
         Poll::Ready(result)
     }
@@ -154,30 +155,28 @@ pub struct HandleCache {
 }
 
 impl HandleCache {
-    fn get(
-        &self,
-        method: &'static str,
-        route: &str,
-        status: u16,
-    ) -> (metrics::Counter, metrics::Histogram) {
-        if let Some(h) = self
-            .map
-            .read()
-            .get(route)
-            .and_then(|m| m.get(&(method, status)))
+    /// Counts one request and records its latency, under the read lock (the handles are
+    /// used in place, not cloned: no reference counts change hands between threads).
+    fn record(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         {
-            return h.clone();
+            let map = self.map.read();
+            if let Some((count, latency)) = map.get(route).and_then(|m| m.get(&(method, status))) {
+                count.increment(1);
+                latency.record(seconds);
+                return;
+            }
         }
-        let handles = (
+        let (count, latency) = (
             metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
             metrics::histogram!(HTTP_REQUEST_SECONDS, "method" => method, "route" => route.to_owned()),
         );
+        count.increment(1);
+        latency.record(seconds);
         self.map
             .write()
             .entry(route.into())
             .or_default()
-            .insert((method, status), handles.clone());
-        handles
+            .insert((method, status), (count, latency));
     }
 }
 

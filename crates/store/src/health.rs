@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use godwit_core::storage::Progress;
 use godwit_core::StorageError;
@@ -20,6 +21,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub(crate) struct Health {
     failed: Mutex<Option<String>>,
+    /// Set once `failed` is: lets the healthy path, asked on every append, skip the lock.
+    has_failed: AtomicBool,
     progress: watch::Sender<Progress>,
     /// Faults a unit test injects where the OS gives no way to cause them for real.
     #[cfg(test)]
@@ -31,6 +34,7 @@ impl Health {
         metrics::gauge!("godwit_store_failed").set(0.0);
         Health {
             failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
             progress: watch::channel(Progress::default()).0,
             #[cfg(test)]
             fail_syncs: Default::default(),
@@ -39,6 +43,9 @@ impl Health {
 
     /// `Some(why)` once the store has failed.
     pub(crate) fn failure(&self) -> Option<String> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.failed.lock().clone()
     }
 
@@ -78,6 +85,7 @@ impl Health {
             tracing::error!(error = %why, "the log store failed; it refuses every write until a restart");
             metrics::gauge!("godwit_store_failed").set(1.0);
             *failed = Some(why.clone());
+            self.has_failed.store(true, Ordering::Release);
             self.progress.send_modify(|p| p.failed = Some(why.clone()));
         }
         StorageError::Failed(failed.clone().unwrap_or(why))

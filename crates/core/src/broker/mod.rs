@@ -74,6 +74,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: BrokerConfig,
     failed: Mutex<Option<String>>,
+    /// Set once `failed` is: lets the healthy path skip the lock.
+    has_failed: AtomicBool,
     closed: AtomicBool,
     stop: watch::Sender<bool>,
     checkpoint_lock: tokio::sync::Mutex<()>,
@@ -563,14 +565,14 @@ impl Inner {
     /// reports is remembered: the broker stays failed until a restart even if the
     /// store's report goes away.
     fn failure(&self) -> Option<String> {
-        let mut failed = self.failed.lock();
-        if failed.is_none() {
-            if let Some(why) = self.storage.failure() {
-                metrics::gauge!("godwit_store_failed").set(1.0);
-                *failed = Some(why);
-            }
+        // The healthy path reads two flags and takes no lock: every commit asks.
+        if !self.has_failed.load(Ordering::Acquire) {
+            let why = self.storage.failure()?;
+            metrics::gauge!("godwit_store_failed").set(1.0);
+            self.failed.lock().get_or_insert(why);
+            self.has_failed.store(true, Ordering::Release);
         }
-        failed.clone()
+        self.failed.lock().clone()
     }
 
     /// Commits `op`, which concerns the named subscription, or answers `NotFound` when
@@ -639,6 +641,7 @@ impl Inner {
                 tracing::error!(error = %e, "store failed; refusing further writes");
                 metrics::gauge!("godwit_store_failed").set(1.0);
                 *self.failed.lock() = Some(e.to_string());
+                self.has_failed.store(true, Ordering::Release);
                 Error::Storage(e)
             }
         }

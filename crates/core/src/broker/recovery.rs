@@ -58,6 +58,7 @@ pub(super) fn open(
         clock,
         config,
         failed: Mutex::new(None),
+        has_failed: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         stop,
         checkpoint_lock: tokio::sync::Mutex::new(()),
