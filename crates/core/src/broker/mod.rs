@@ -80,10 +80,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     checkpoint_lock: tokio::sync::Mutex<()>,
     compact_lock: Mutex<()>,
-    /// Pushes waiting for the combiner (`pushes.rs`).
-    pushes: Mutex<Vec<pushes::Pending>>,
-    /// Whether a thread is applying queued pushes.
-    combining: AtomicBool,
+    /// Pushes waiting for their batch's leader, one queue per lane (`pushes.rs`).
+    pushes: [Mutex<Vec<pushes::Pending>>; pushes::LANES],
     /// Message counters, registered at first use.
     counters: Counters,
 }

@@ -63,8 +63,7 @@ pub(super) fn open(
         stop,
         checkpoint_lock: tokio::sync::Mutex::new(()),
         compact_lock: Mutex::new(()),
-        pushes: Mutex::new(Vec::new()),
-        combining: AtomicBool::new(false),
+        pushes: Default::default(),
         counters: Default::default(),
     });
     {
