@@ -4,27 +4,15 @@
 //! reserved up front, so the batched write cannot meet a full disk after the core
 //! applied the ops.
 
+mod common;
+
+use common::push;
+
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use godwit_core::storage::PushRecord;
 use godwit_core::{Op, Storage};
 use godwit_store::{FsyncPolicy, LogStore, StoreOptions};
-
-fn push(id: u64, body: &str) -> Op {
-    Op::Push(PushRecord {
-        queue: "q".into(),
-        id,
-        created_at_ms: 1,
-        priority: 4,
-        not_before_ms: 1,
-        expires_at_ms: 0,
-        dedup_id: None,
-        headers: Default::default(),
-        body: bytes::Bytes::from(body.to_string()),
-        at_head: false,
-    })
-}
 
 fn open(dir: &std::path::Path, fsync: FsyncPolicy, segment_bytes: u64) -> LogStore {
     let mut opts = StoreOptions::new(dir);
@@ -135,7 +123,7 @@ fn segments_reserve_their_blocks_and_give_back_the_rest_when_sealed() {
     // Fill the segment so the next append rolls to segment 2.
     let big = "x".repeat(300 * 1024);
     for id in 2..6 {
-        store.append(&[push(id, &big)]).unwrap();
+        store.append(&[push(id, big.clone())]).unwrap();
     }
     assert!(dir.path().join("log/0000000002.seg").exists());
     let sealed = std::fs::metadata(&first).unwrap();

@@ -1,13 +1,16 @@
 //! A full disk refuses appends without failing the store, on a real full filesystem: a
 //! small tmpfs (needs root; skipped with a message otherwise).
 
+mod common;
+
+use common::push;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use godwit_core::storage::PushRecord;
 use godwit_core::{Op, Storage, StorageError};
 use godwit_store::{checkpoint, FsyncPolicy, LogStore, StoreOptions};
 
@@ -36,21 +39,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
-}
-
-fn push(id: u64, body_len: usize) -> Op {
-    Op::Push(PushRecord {
-        queue: "q".into(),
-        id,
-        created_at_ms: 1,
-        priority: 4,
-        not_before_ms: 1,
-        expires_at_ms: 0,
-        dedup_id: None,
-        headers: Default::default(),
-        body: bytes::Bytes::from(vec![b'x'; body_len]),
-        at_head: false,
-    })
 }
 
 fn open(dir: &Path) -> LogStore {
@@ -89,7 +77,7 @@ fn a_full_disk_refuses_appends_keeps_the_store_healthy_and_recovers() {
     // Fill the disk.
     let mut acked = Vec::new();
     let refused = loop {
-        match store.append(&[push(acked.len() as u64 + 1, 8 * 1024)]) {
+        match store.append(&[push(acked.len() as u64 + 1, vec![b'x'; 8 * 1024])]) {
             Ok(a) => {
                 rt.block_on(a.ticket.wait()).unwrap();
                 acked.push(a.locations[0]);
@@ -140,7 +128,7 @@ fn a_full_disk_refuses_appends_keeps_the_store_healthy_and_recovers() {
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(store.disk_low(), None);
     let after = store
-        .append(&[push(acked.len() as u64 + 1, 8 * 1024)])
+        .append(&[push(acked.len() as u64 + 1, vec![b'x'; 8 * 1024])])
         .unwrap();
     rt.block_on(after.ticket.wait()).unwrap();
     acked.push(after.locations[0]);

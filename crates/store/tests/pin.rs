@@ -1,27 +1,15 @@
 //! A pinned record stays readable after reclamation deletes its segment: the core pins
 //! under its lock and reads later, outside it.
 
+mod common;
+
+use common::push;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use godwit_core::storage::PushRecord;
-use godwit_core::{Op, Storage};
+use godwit_core::Storage;
 use godwit_store::{FsyncPolicy, LogStore, StoreOptions};
-
-fn push(id: u64, body: &str) -> Op {
-    Op::Push(PushRecord {
-        queue: "q".into(),
-        id,
-        created_at_ms: 1,
-        priority: 4,
-        not_before_ms: 1,
-        expires_at_ms: 0,
-        dedup_id: None,
-        headers: Default::default(),
-        body: bytes::Bytes::from(body.to_string()),
-        at_head: false,
-    })
-}
 
 #[test]
 fn a_pinned_read_survives_the_deletion_of_its_segment() {
@@ -32,11 +20,11 @@ fn a_pinned_read_survives_the_deletion_of_its_segment() {
     let store = LogStore::open(opts).unwrap();
     store.replay(&mut |_| Ok(())).unwrap();
 
-    let first = store.append(&[push(1, &"a".repeat(100))]).unwrap();
+    let first = store.append(&[push(1, "a".repeat(100))]).unwrap();
     let at = first.locations[0];
     assert_eq!(at.segment, 1);
     // Roll to a later segment so segment 1 is sealed and behind the checkpoint.
-    let later = store.append(&[push(2, &"b".repeat(200))]).unwrap();
+    let later = store.append(&[push(2, "b".repeat(200))]).unwrap();
     assert!(later.locations[0].segment > 1);
 
     let pinned = store.pin(at).unwrap();

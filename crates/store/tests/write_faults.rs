@@ -4,26 +4,14 @@
 //! the limit with `EFBIG` (with `SIGXFSZ` ignored). The limit is per process, so this
 //! file holds one test only.
 
+mod common;
+
+use common::push;
+
 use std::time::Duration;
 
-use godwit_core::storage::PushRecord;
-use godwit_core::{Op, Storage, StorageError};
+use godwit_core::{Storage, StorageError};
 use godwit_store::{FsyncPolicy, LogStore, StoreOptions};
-
-fn push(id: u64, body_len: usize) -> Op {
-    Op::Push(PushRecord {
-        queue: "q".into(),
-        id,
-        created_at_ms: 1,
-        priority: 4,
-        not_before_ms: 1,
-        expires_at_ms: 0,
-        dedup_id: None,
-        headers: Default::default(),
-        body: bytes::Bytes::from(vec![b'x'; body_len]),
-        at_head: false,
-    })
-}
 
 fn set_file_size_limit(bytes: libc::rlim_t) -> libc::rlimit {
     let mut old = libc::rlimit {
@@ -60,11 +48,11 @@ fn a_write_error_fails_the_store_under_every_policy() {
         opts.fsync = policy;
         let store = LogStore::open(opts).unwrap();
         store.replay(&mut |_| Ok(())).unwrap();
-        let first = store.append(&[push(1, 100)]).unwrap();
+        let first = store.append(&[push(1, vec![b'x'; 100])]).unwrap();
         rt.block_on(first.ticket.wait()).unwrap();
 
         let old = set_file_size_limit(4096);
-        let refused = store.append(&[push(2, 10_000)]);
+        let refused = store.append(&[push(2, vec![b'x'; 10_000])]);
         set_file_size_limit(old.rlim_cur);
 
         assert!(
@@ -74,7 +62,7 @@ fn a_write_error_fails_the_store_under_every_policy() {
         let why = store.failure().expect("failure() after a write error");
         assert!(why.contains("0000000001.seg at byte"), "{why}");
         assert!(matches!(
-            store.append(&[push(3, 10)]),
+            store.append(&[push(3, vec![b'x'; 10])]),
             Err(StorageError::Failed(_))
         ));
         assert!(matches!(
