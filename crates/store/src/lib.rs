@@ -195,17 +195,26 @@ impl LogStore {
     /// the ticket is answered by that sync alone, so a sync wakes only its own waiters.
     fn sync_ticket(&self) -> Ticket {
         let (answer, rx) = tokio::sync::oneshot::channel();
-        let sent = self
-            .syncer
-            .lock()
-            .as_ref()
-            .is_some_and(|(tx, _)| tx.send(answer).is_ok());
-        if sent {
-            Ticket::answered_by(rx)
-        } else if let Some(why) = self.health.failure() {
-            Ticket::failed(why)
-        } else {
-            Ticket::failed("the log syncer has stopped")
+        self.request_syncs([answer]);
+        Ticket::answered_by(rx)
+    }
+
+    /// Hands sync requests to the syncer; one it can no longer take is answered at once
+    /// with why (the store's failure, or the syncer having stopped).
+    fn request_syncs(&self, answers: impl IntoIterator<Item = syncer::Request>) {
+        let syncer = self.syncer.lock();
+        for answer in answers {
+            let refused = match syncer.as_ref() {
+                Some((tx, _)) => tx.send(answer).err().map(|mpsc::SendError(a)| a),
+                None => Some(answer),
+            };
+            if let Some(answer) = refused {
+                let why = self
+                    .health
+                    .failure()
+                    .unwrap_or_else(|| "the log syncer has stopped".into());
+                let _ = answer.send(Err(why));
+            }
         }
     }
 
@@ -250,7 +259,8 @@ impl LogStore {
         }
         let roll = a.offset > HEADER_LEN
             && (a.offset + len > self.options.segment_bytes || a.offset + len > u32::MAX as u64);
-        if roll || a.file.is_none() {
+        if roll {
+            // Staged bytes belong to the segment being sealed.
             self.write_staged(&mut a)?;
         }
         match a.file.clone() {
@@ -360,19 +370,7 @@ impl LogStore {
         }
         a.seq += 1;
         self.disk.appended(staged.len() as u64);
-        let sender = self.syncer.lock();
-        for s in syncs {
-            match sender.as_ref() {
-                Some((tx, _)) => {
-                    if let Err(mpsc::SendError(s)) = tx.send(s) {
-                        let _ = s.send(Err("the log syncer has stopped".into()));
-                    }
-                }
-                None => {
-                    let _ = s.send(Err("the log syncer has stopped".into()));
-                }
-            }
-        }
+        self.request_syncs(syncs);
         // Keep the buffer's capacity for the next batch.
         a.staged = staged;
         a.staged.clear();
