@@ -128,14 +128,16 @@ impl Inner {
                 (p.reply, result)
             })
             .collect();
-        let mut ready = core.deferred.take().unwrap_or_default();
+        let ready = core.deferred.take().unwrap_or_default();
         match self.storage.flush_deferred().map_err(|e| self.fail(e)) {
             Ok(()) => {
                 if !core.waiters.is_empty() {
-                    ready.sort_unstable();
-                    ready.dedup();
-                    for queue in &ready {
-                        self.serve(&mut core, queue);
+                    // In the order the batch made them ready, as undeferred commits
+                    // would have served them; each queue once.
+                    for (i, queue) in ready.iter().enumerate() {
+                        if !ready[..i].contains(queue) {
+                            self.serve(&mut core, queue);
+                        }
                     }
                 }
             }
