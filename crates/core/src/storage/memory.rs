@@ -5,7 +5,7 @@
 //!
 //! Deferred appends are held as unwritten until [`Storage::flush_deferred`]: reading
 //! one fails, as reading bytes not yet written to a file would, so a core that served a
-//! reader from a batch before writing it fails the model test.
+//! reader from a batch before writing it fails the core's waiter tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
