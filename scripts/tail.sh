@@ -6,7 +6,10 @@
 #
 #   scripts/tail.sh [BIN]        (BIN defaults to target/release/godwit)
 #
-# Environment: CONNECTIONS (64), DURATION (s, 10), SIZE (100), REQUESTS (redis, 600000).
+# Environment: CONNECTIONS (64), DURATION (s, 10), SIZE (100), REQUESTS (redis, 600000),
+# THREADS (load-tool threads, 1): both tools run with the same number of threads
+# (wrk -t, redis-benchmark --threads), so each server shares the two cores with a load
+# generator of the same shape.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/godwit}
@@ -14,6 +17,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10}
 SIZE=${SIZE:-100}
 REQUESTS=${REQUESTS:-600000}
+THREADS=${THREADS:-1}
 for tool in wrk redis-server redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk redis-server redis-tools)" >&2; exit 2; }
 done
@@ -34,7 +38,7 @@ port=$(free_port)
 pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 printf 'wrk.method = "POST"\nwrk.body = string.rep("m", %d)\n' "$SIZE" >"$work/post.lua"
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" \
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" \
     "http://127.0.0.1:$port/v1/queues/q/messages" >"$work/wrk.out"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
@@ -43,7 +47,9 @@ mkdir "$work/redis"
 redis-server --port "$rport" --dir "$work/redis" --appendonly yes --appendfsync always \
     --save "" --daemonize yes >/dev/null
 for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-benchmark -p "$rport" -c "$CONNECTIONS" -n "$REQUESTS" -d "$SIZE" -t lpush >"$work/redis.out" 2>&1
+redis_threads=()
+[[ $THREADS -gt 1 ]] && redis_threads=(--threads "$THREADS")
+redis-benchmark -p "$rport" "${redis_threads[@]}" -c "$CONNECTIONS" -n "$REQUESTS" -d "$SIZE" -t lpush >"$work/redis.out" 2>&1
 
 python3 - "$work/wrk.out" "$work/redis.out" <<'PY'
 import re, sys

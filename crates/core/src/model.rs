@@ -60,6 +60,53 @@ impl NewMessage {
     }
 }
 
+/// An end of a queue's delivery order. The head is what a take gets next: the highest
+/// priority's oldest ready message (or the one pushed to the head last). The tail is
+/// the other end: the lowest priority's newest. Delayed messages have no end until
+/// they are due; then they join the tail of their priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum End {
+    /// Where takes come from by default, and `at_head` pushes go.
+    #[default]
+    Head,
+    /// Where pushes go by default.
+    Tail,
+}
+
+/// How durable a write must be before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// On disk: wait for an fsync that covers the write (the group commit), whatever
+    /// the server's fsync policy.
+    Fsync,
+    /// In the log file (the operating system's page cache): survives the process
+    /// being killed, not the machine losing power.
+    Written,
+}
+
+/// Per-request options of a push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushOptions {
+    /// The durability to wait for; `None` is the server's fsync policy (`Fsync` under
+    /// `--fsync always`, `Written` otherwise).
+    pub durability: Option<Durability>,
+}
+
+/// What a push reports: each message's outcome, the queue's new length and how
+/// durable the messages were when the reply was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushReply {
+    /// One per message, in order.
+    pub outcomes: Vec<PushOutcome>,
+    /// Messages the queue's default subscription holds right after the push (ready,
+    /// delayed and in flight): Redis `LPUSH`'s reply.
+    pub length: u64,
+    /// True when an fsync covering the push completed before the reply.
+    pub durable: bool,
+}
+
 /// The result of pushing one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PushOutcome {
@@ -82,6 +129,9 @@ pub struct Message {
     pub created_at_ms: u64,
     /// How many times this message has been leased (taken messages count one).
     pub deliveries: u32,
+    /// How many soft gets ([`crate::Broker::soft_get`]) have returned it, durably
+    /// counted (RestMQ's per-message counter).
+    pub soft_gets: u32,
     /// Headers given at push.
     pub headers: BTreeMap<String, String>,
     /// The receipt that acks or nacks this lease; `None` for take and peek.
@@ -139,6 +189,19 @@ pub struct ReadOptions {
     pub wait: Duration,
     /// A named subscription, or `None` for the queue's default one.
     pub subscription: Option<String>,
+    /// The end to read from (Redis `LPOP` is the head, `RPOP` the tail).
+    pub end: End,
+}
+
+/// Where a move puts the message it takes (Redis `LMOVE`/`BLMOVE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MoveOptions {
+    /// What to take, and from which end of the source.
+    pub read: ReadOptions,
+    /// The destination queue (created if absent; it may be the source).
+    pub to: String,
+    /// The destination's end the messages join.
+    pub to_end: End,
 }
 
 /// A lease request: a read plus a visibility timeout (1 ms ..= [`MAX_DURATION_MS`]).
@@ -351,6 +414,10 @@ pub struct QueueStats {
     pub total_expired: u64,
     /// Messages moved to the dead-letter queue.
     pub total_dead_lettered: u64,
+    /// Messages dropped to make room in a full queue (overflow `drop_oldest`).
+    pub total_discarded: u64,
+    /// Messages deleted by id.
+    pub total_deleted: u64,
     /// The id the next push will get.
     pub next_id: u64,
     /// Number of named subscriptions.

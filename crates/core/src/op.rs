@@ -61,6 +61,8 @@ pub enum RemoveReason {
     Expired,
     /// Dropped to make room in a full queue.
     Overflow,
+    /// Deleted by id (RestMQ JSON `del`, the native API's delete).
+    Deleted,
 }
 
 /// One durable change. A list of ops handed to [`Storage::append`] is atomic: after a
@@ -183,5 +185,30 @@ pub enum Op {
         from: Location,
         /// The record, unchanged.
         push: PushRecord,
+    },
+    /// A message moves from one queue's subscription to either end of another queue
+    /// (or the same one) as a new message sharing the stored record (Redis `LMOVE`).
+    MoveTo {
+        /// Source queue.
+        queue: String,
+        /// Source subscription.
+        sub: String,
+        /// Source id.
+        id: u64,
+        /// Destination queue.
+        to: String,
+        /// Id in the destination queue.
+        new_id: u64,
+        /// Joins the destination's head instead of its tail.
+        at_head: bool,
+    },
+    /// A soft get returned a ready message: its soft-get counter goes up by one.
+    SoftGet {
+        /// Queue name.
+        queue: String,
+        /// Subscription name.
+        sub: String,
+        /// Message id.
+        id: u64,
     },
 }

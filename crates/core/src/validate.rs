@@ -175,6 +175,7 @@ mod tests {
             max: config.max_batch,
             wait: config.max_wait,
             subscription: None,
+            ..ReadOptions::default()
         };
         assert!(read(&config, &ok).is_ok());
         let too_many = ReadOptions {

@@ -4,8 +4,11 @@
 //! TTLs, lease expiry, dead letters), checkpoints, compaction and restarts; and of the
 //! two-step delivery: deliveries dropped unconfirmed, deliveries held open across other
 //! steps (then confirmed or dropped), leases owned by a session that ends, and crashes
-//! while a delivery or a session is open. Every reply, the ready order of both
-//! subscriptions (by peek) and their counters are compared after every step.
+//! while a delivery or a session is open; and of both ends: takes from the tail, moves
+//! from either end of a subscription to either end of a second queue (confirmed or
+//! dropped), deletes by id, soft gets and range reads by position. Every reply, the
+//! ready order of both subscriptions and of the second queue (by peek and by range),
+//! soft-get counters and the counters are compared after every step.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use godwit_core::*;
 use proptest::prelude::*;
 
 const Q: &str = "q";
+/// Where moves go.
+const DST: &str = "dst";
 const MAX_DELIVERIES: u32 = 3;
 /// Small segments, so compaction and checkpoints reclaim within one case.
 const SEGMENT_BYTES: u32 = 2048;
@@ -42,6 +47,23 @@ enum Step {
         head: bool,
     },
     Take(usize, usize),
+    /// A take from the tail.
+    TakeTail(usize, usize),
+    /// A move of up to `max` from an end of a subscription to an end of [`DST`],
+    /// confirmed or dropped.
+    Move {
+        sub: usize,
+        max: usize,
+        from_tail: bool,
+        to_head: bool,
+        confirm: bool,
+    },
+    /// Deletes by id (ids taken modulo the ids pushed so far) from a subscription.
+    Delete(usize, Vec<u64>),
+    /// A soft get of a subscription's head.
+    SoftGet(usize),
+    /// A range read by position of a subscription.
+    Range(usize, i64, i64),
     Lease(usize, usize, u64),
     /// A read whose delivery is dropped unconfirmed (after `written()` if the flag says).
     Drop {
@@ -87,6 +109,12 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (0u8..3, prop::option::weighted(0.2, 1u64..300), prop::option::weighted(0.2, 1u64..400), prop::bool::weighted(0.15))
             .prop_map(|(priority, delay, ttl, head)| Step::Push { priority: priority * 3, delay, ttl, head }),
         2 => (0usize..2, 1usize..4).prop_map(|(sub, n)| Step::Take(sub, n)),
+        1 => (0usize..2, 1usize..4).prop_map(|(sub, n)| Step::TakeTail(sub, n)),
+        2 => (0usize..2, 1usize..3, any::<bool>(), any::<bool>(), prop::bool::weighted(0.8))
+            .prop_map(|(sub, max, from_tail, to_head, confirm)| Step::Move { sub, max, from_tail, to_head, confirm }),
+        1 => (0usize..2, prop::collection::vec(0u64..40, 1..3)).prop_map(|(sub, ids)| Step::Delete(sub, ids)),
+        1 => (0usize..2).prop_map(Step::SoftGet),
+        1 => (0usize..2, -12i64..12, -12i64..12).prop_map(|(sub, a, b)| Step::Range(sub, a, b)),
         3 => (0usize..2, 1usize..4, 50u64..300).prop_map(|(sub, n, v)| Step::Lease(sub, n, v)),
         2 => (0usize..2, 1usize..4, kind(), any::<bool>())
             .prop_map(|(sub, max, kind, written)| Step::Drop { sub, max, kind, written }),
@@ -110,6 +138,9 @@ struct M {
     id: u64,
     priority: u8,
     deliveries: u32,
+    soft_gets: u32,
+    /// The id its body was pushed with (a moved message keeps its body).
+    origin: u64,
     expires: u64,
     /// Ready-order key: tail pushes count up, head insertions count down.
     key: i64,
@@ -184,12 +215,25 @@ impl SubModel {
         (dead, (before - self.ready.len()) as u64)
     }
 
-    /// Removes up to `max` ready messages in delivery order and returns them as they
-    /// were (a delivery shows them with one more delivery).
-    fn pick(&mut self, max: usize) -> Vec<M> {
-        let picked: Vec<M> = self.ordered().into_iter().take(max).collect();
+    /// Removes up to `max` ready messages in delivery order (from the tail: in reverse)
+    /// and returns them as they were (a delivery shows them with one more delivery).
+    fn pick(&mut self, max: usize, tail: bool) -> Vec<M> {
+        let mut order = self.ordered();
+        if tail {
+            order.reverse();
+        }
+        let picked: Vec<M> = order.into_iter().take(max).collect();
         self.ready.retain(|m| !picked.iter().any(|p| p.id == m.id));
         picked
+    }
+
+    /// Deletes `id` wherever it is; returns whether it was held.
+    fn delete(&mut self, id: u64) -> bool {
+        let before = self.ready.len() + self.delayed.len();
+        self.ready.retain(|m| m.id != id);
+        self.delayed.retain(|(_, m)| m.id != id);
+        let gone = self.ready.len() + self.delayed.len() < before;
+        self.leased.remove(&id).is_some() || gone
     }
 
     /// Puts picked messages back exactly where they were.
@@ -218,10 +262,13 @@ impl SubModel {
     }
 }
 
-/// The queue in the model: the default subscription (0) and "s1" (1).
+/// The queue in the model: the default subscription (0) and "s1" (1), and the queue
+/// moves go to.
 struct Model {
     next_id: u64,
     subs: [SubModel; 2],
+    dst: SubModel,
+    dst_next_id: u64,
     dead: u64,
     expired: u64,
     next_serial: u64,
@@ -234,6 +281,8 @@ impl Model {
             self.dead += dead;
             self.expired += expired;
         }
+        // A moved message keeps its TTL.
+        self.dst.settle(now, MAX_DELIVERIES);
     }
 
     /// Records a confirmed lease of `picked` until `until`; returns the serials.
@@ -292,6 +341,23 @@ fn check_bodies(got: &[Message]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Ids, delivery and soft-get counts of messages as shown, and their bodies' origin.
+fn shown(got: &[Message]) -> Vec<(u64, u32, u32, Vec<u8>)> {
+    got.iter()
+        .map(|m| (m.id, m.deliveries, m.soft_gets, m.body.to_vec()))
+        .collect()
+}
+
+/// The same of model messages.
+fn modelled(want: &[M]) -> Vec<(u64, u32, u32, Vec<u8>)> {
+    want.iter()
+        .map(|m| {
+            let body = format!("body-{}", m.origin).into_bytes();
+            (m.id, m.deliveries, m.soft_gets, body)
+        })
+        .collect()
+}
+
 /// A delivery held open, with what the model picked for it.
 struct Held {
     delivery: Delivery,
@@ -336,8 +402,23 @@ fn lease_options(which: usize, max: usize, vis: u64) -> LeaseOptions {
 impl World {
     /// Starts a read of `kind`; the model picks what it must deliver.
     async fn read(&mut self, which: usize, max: usize, kind: Kind) -> (Delivery, Vec<M>) {
+        self.read_from(which, max, kind, false).await
+    }
+
+    /// Starts a read of `kind` from an end; the model picks what it must deliver.
+    async fn read_from(
+        &mut self,
+        which: usize,
+        max: usize,
+        kind: Kind,
+        tail: bool,
+    ) -> (Delivery, Vec<M>) {
+        let mut opts = read_options(which, max);
+        if tail {
+            opts.end = End::Tail;
+        }
         let delivery = match kind {
-            Kind::Take => self.broker.take(Q, read_options(which, max)).await,
+            Kind::Take => self.broker.take(Q, opts).await,
             Kind::Lease(vis) => self.broker.lease(Q, lease_options(which, max, vis)).await,
             Kind::SessionLease(vis) => {
                 let broker = &self.broker;
@@ -345,7 +426,7 @@ impl World {
                 session.lease(Q, lease_options(which, max, vis)).await
             }
         };
-        let picked = self.model.subs[which].pick(max);
+        let picked = self.model.subs[which].pick(max, tail);
         (delivery.unwrap(), picked)
     }
 
@@ -363,8 +444,10 @@ impl World {
 
     /// Confirms or drops a held delivery.
     async fn settle_held(&mut self, h: Held, confirm: bool) -> Result<(), TestCaseError> {
-        let got = h.delivery.messages().to_vec();
+        let mut got = h.delivery.messages().to_vec();
         if confirm {
+            // Messages deleted while the delivery was open are no longer in it.
+            got.retain(|g| h.picked.iter().any(|p| p.id == g.id));
             h.delivery.confirm().await.unwrap();
             if h.kind != Kind::Take {
                 self.leased(h.which, h.kind, &got, &h.picked, h.until);
@@ -408,6 +491,8 @@ impl World {
                     id: model.next_id,
                     priority,
                     deliveries: 0,
+                    soft_gets: 0,
+                    origin: model.next_id,
                     expires: ttl.map_or(0, |t| now + delay.unwrap_or(0) + t),
                     key: 0,
                 };
@@ -420,10 +505,120 @@ impl World {
                     }
                 }
             }
-            Step::Take(which, max) => {
-                let (d, picked) = self.read(which, max, Kind::Take).await;
+            Step::Take(which, max) | Step::TakeTail(which, max) => {
+                let tail = matches!(step, Step::TakeTail(..));
+                let (d, picked) = self.read_from(which, max, Kind::Take, tail).await;
                 let got = d.into_messages().await.unwrap();
                 same_messages(&got, &picked)?;
+            }
+            Step::Move {
+                sub: which,
+                max,
+                from_tail,
+                to_head,
+                confirm,
+            } => {
+                let mut opts = read_options(which, max);
+                if from_tail {
+                    opts.end = End::Tail;
+                }
+                let opts = MoveOptions {
+                    read: opts,
+                    to: DST.to_string(),
+                    to_end: if to_head { End::Head } else { End::Tail },
+                };
+                let d = self.broker.move_messages(Q, opts).await.unwrap();
+                let picked = self.model.subs[which].pick(max, from_tail);
+                same_messages(d.messages(), &picked)?;
+                if confirm {
+                    d.confirm().await.unwrap();
+                    let model = &mut self.model;
+                    let mut arriving: Vec<M> = picked
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| M {
+                            id: model.dst_next_id + i as u64,
+                            deliveries: 0,
+                            soft_gets: 0,
+                            ..*m
+                        })
+                        .collect();
+                    model.dst_next_id += picked.len() as u64;
+                    if to_head {
+                        // Last first, so they keep their order at the head.
+                        arriving.reverse();
+                        arriving.into_iter().for_each(|m| model.dst.push_head(m));
+                    } else {
+                        arriving.into_iter().for_each(|m| model.dst.push_tail(m));
+                    }
+                } else {
+                    drop(d);
+                    self.model.subs[which].restore(&picked);
+                }
+            }
+            Step::Delete(which, ids) => {
+                let ids: Vec<u64> = ids.iter().map(|i| i % self.model.next_id + 1).collect();
+                let n = self
+                    .broker
+                    .delete(Q, sub_name(which).as_deref(), &ids)
+                    .await
+                    .unwrap();
+                let mut want = 0;
+                let mut seen = Vec::new();
+                for id in ids {
+                    if seen.contains(&id) {
+                        continue;
+                    }
+                    seen.push(id);
+                    let mut held = false;
+                    for h in self.held.iter_mut().filter(|h| h.which == which) {
+                        let before = h.picked.len();
+                        h.picked.retain(|m| m.id != id);
+                        held |= h.picked.len() < before;
+                    }
+                    if self.model.subs[which].delete(id) || held {
+                        want += 1;
+                    }
+                }
+                prop_assert_eq!(n, want, "deleted");
+            }
+            Step::SoftGet(which) => {
+                let got = self
+                    .broker
+                    .soft_get(Q, sub_name(which).as_deref())
+                    .await
+                    .unwrap();
+                let sub = &mut self.model.subs[which];
+                let head = sub.ordered().first().map(|m| m.id);
+                prop_assert_eq!(got.as_ref().map(|m| m.id), head, "soft get");
+                if let Some(got) = got {
+                    check_bodies(std::slice::from_ref(&got))?;
+                    let m = sub.ready.iter_mut().find(|m| m.id == got.id).unwrap();
+                    m.soft_gets += 1;
+                    prop_assert_eq!(got.soft_gets, m.soft_gets, "soft-get counter");
+                }
+            }
+            Step::Range(which, start, stop) => {
+                let got = self
+                    .broker
+                    .range(Q, sub_name(which).as_deref(), start, stop)
+                    .await
+                    .unwrap();
+                check_bodies(&got)?;
+                let order = self.model.subs[which].ordered();
+                let len = order.len() as i64;
+                let norm = |i: i64| if i < 0 { len + i } else { i };
+                let (a, b) = (norm(start).max(0), norm(stop).min(len - 1));
+                let want: Vec<u64> = if a > b || a >= len {
+                    Vec::new()
+                } else {
+                    order[a as usize..=b as usize]
+                        .iter()
+                        .map(|m| m.id)
+                        .collect()
+                };
+                let got: Vec<u64> = got.iter().map(|m| m.id).collect();
+                prop_assert_eq!(got, want, "range {}..={}", start, stop);
             }
             Step::Lease(which, max, vis) | Step::SessionLease(which, max, vis) => {
                 let kind = match step {
@@ -641,20 +836,31 @@ impl World {
             "s1 counters"
         );
         for which in 0..2 {
-            let shown = self
+            let peeked = self
                 .broker
                 .peek(Q, 1000, sub_name(which).as_deref())
                 .await
                 .unwrap();
-            check_bodies(&shown)?;
-            let got: Vec<(u64, u32)> = shown.iter().map(|m| (m.id, m.deliveries)).collect();
-            let want: Vec<(u64, u32)> = model.subs[which]
-                .ordered()
-                .iter()
-                .map(|m| (m.id, m.deliveries))
-                .collect();
-            prop_assert_eq!(got, want, "ready order of subscription {}", which);
+            let want = modelled(&model.subs[which].ordered());
+            prop_assert_eq!(
+                shown(&peeked),
+                want.clone(),
+                "ready order of subscription {}",
+                which
+            );
+            let ranged = self
+                .broker
+                .range(Q, sub_name(which).as_deref(), 0, -1)
+                .await
+                .unwrap();
+            prop_assert_eq!(shown(&ranged), want, "range of subscription {}", which);
         }
+        let peeked = self.broker.peek(DST, 1000, None).await.unwrap();
+        prop_assert_eq!(
+            shown(&peeked),
+            modelled(&model.dst.ordered()),
+            "moved messages"
+        );
         let dlq = self
             .broker
             .stats(&format!("{Q}.dlq"))
@@ -688,6 +894,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             model: Model {
                 next_id: 1,
                 subs: Default::default(),
+                dst: SubModel::default(),
+                dst_next_id: 1,
                 dead: 0,
                 expired: 0,
                 next_serial: 0,

@@ -529,6 +529,10 @@ impl Storage for LogStore {
         self.disk.low()
     }
 
+    fn syncs_appends(&self) -> bool {
+        self.options.fsync == FsyncPolicy::Always
+    }
+
     fn sync(&self) -> Ticket {
         // A failed store syncs nothing more: its sync tickets fail, even when everything
         // appended before the failure happened to be durable already.

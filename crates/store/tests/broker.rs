@@ -382,6 +382,7 @@ async fn dedup_window_overflow_pause_sessions_and_long_poll() {
                     max: 1,
                     wait: Duration::from_secs(20),
                     subscription: None,
+                    ..Default::default()
                 },
             )
             .await
@@ -416,6 +417,7 @@ async fn racing_long_polls_and_pushes_deliver_each_message_once() {
                     max: 3,
                     wait: Duration::from_millis(20),
                     subscription: None,
+                    ..Default::default()
                 };
                 got.extend(
                     b.take("race", opts)

@@ -167,13 +167,38 @@ fn fixture_groups() -> Vec<Vec<Op>> {
             queue: "other".into(),
         }],
         vec![Op::Remove {
-            queue: q,
-            sub: s,
+            queue: q.clone(),
+            sub: s.clone(),
             ids: vec![3],
             reason: RemoveReason::Expired,
         }],
+        // Added to format 1 later (the `v1-base` fixture ends before them): ops and a
+        // remove reason appended to the enums, so every earlier log still decodes.
+        vec![Op::Push(push("jobs", 4, "fourth, to be moved"))],
+        vec![Op::SoftGet {
+            queue: q.clone(),
+            sub: s.clone(),
+            id: 4,
+        }],
+        vec![Op::MoveTo {
+            queue: q.clone(),
+            sub: s.clone(),
+            id: 4,
+            to: "jobs.done".into(),
+            new_id: 1,
+            at_head: true,
+        }],
+        vec![Op::Remove {
+            queue: "jobs.done".into(),
+            sub: s,
+            ids: vec![1],
+            reason: RemoveReason::Deleted,
+        }],
     ]
 }
+
+/// How many of [`fixture_groups`] the first format-1 fixture (`v1-base/`) holds.
+const BASE_GROUPS: usize = 16;
 
 /// Every `Op` variant by name: adding one fails to compile here, a reminder that the
 /// fixture (and maybe the format version) must follow.
@@ -193,10 +218,12 @@ fn variant(op: &Op) -> &'static str {
         Op::Unsubscribe { .. } => "Unsubscribe",
         Op::Trim { .. } => "Trim",
         Op::Relocate { .. } => "Relocate",
+        Op::MoveTo { .. } => "MoveTo",
+        Op::SoftGet { .. } => "SoftGet",
     }
 }
 
-const VARIANTS: usize = 14;
+const VARIANTS: usize = 16;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {
@@ -338,6 +365,18 @@ fn the_v1_log_fixture_replays_exactly_and_is_what_this_build_writes() {
         "this build writes different bytes than log format 1's fixture: a format change \
          needs a new version and fixture (see tests/fixtures/README.md)"
     );
+}
+
+#[test]
+fn the_first_v1_log_fixture_still_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("v1-base"), dir.path());
+    let ops: Vec<Vec<Op>> = replay_all(dir.path())
+        .unwrap()
+        .iter()
+        .map(|g| g.iter().map(|(op, _)| op.clone()).collect())
+        .collect();
+    assert_eq!(ops, fixture_groups()[..BASE_GROUPS]);
 }
 
 #[test]

@@ -80,7 +80,9 @@ impl Delivery {
         let id = core.next_delivery;
         let mode = request.consume.mode(now);
         let sub = request.sub.as_str();
-        let reserved = core.state.reserve(queue, sub, request.max, mode, id, now);
+        let reserved = core
+            .state
+            .reserve(queue, sub, request.max, request.end, &mode, id, now);
         if let Some(op) = reserved.expired {
             inner.commit(core, vec![op])?;
         }
@@ -164,7 +166,7 @@ impl Delivery {
             &self.sub,
             &self.ids,
             self.id,
-            self.mode,
+            &self.mode,
             self.first_token,
         );
         match inner.commit(&mut core, ops) {
@@ -257,6 +259,7 @@ pub(crate) fn load(pinned: Vec<Pinned>, first_token: Option<u64>, sub: &str) -> 
                 priority: meta.priority,
                 created_at_ms: rec.created_at_ms,
                 deliveries: u32::from(meta.deliveries),
+                soft_gets: u32::from(meta.soft_gets),
                 headers: rec.headers,
                 receipt: first_token.map(|t| Receipt {
                     token: t.saturating_add(i as u64),

@@ -109,18 +109,23 @@ impl Counters {
 }
 
 /// How a read consumes, before the time is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Consume {
     Take,
     Lease { visibility_ms: u64 },
+    Move { to: String, at_head: bool },
 }
 
 impl Consume {
-    fn mode(self, now: u64) -> ReadMode {
+    fn mode(&self, now: u64) -> ReadMode {
         match self {
             Consume::Take => ReadMode::Take,
             Consume::Lease { visibility_ms } => ReadMode::Lease {
-                until_ms: now.saturating_add(visibility_ms),
+                until_ms: now.saturating_add(*visibility_ms),
+            },
+            Consume::Move { to, at_head } => ReadMode::Move {
+                to: to.clone(),
+                at_head: *at_head,
             },
         }
     }
@@ -131,6 +136,7 @@ impl Consume {
 struct ReadRequest {
     sub: String,
     max: usize,
+    end: End,
     consume: Consume,
     session: Option<SessionId>,
 }
@@ -151,6 +157,20 @@ fn sub_name(opt: Option<&str>) -> Result<&str> {
         None | Some("") => Ok(DEFAULT_SUB),
         Some(name) => validate_subscription(name).map(|_| name),
     }
+}
+
+/// Redis-style positions (negative ones count from the tail, -1 the last) normalized
+/// against a length and clipped: `None` when the range is empty.
+fn positions(start: i64, stop: i64, len: u64) -> Option<(u64, u64)> {
+    let len_i = i64::try_from(len).unwrap_or(i64::MAX);
+    let norm = |i: i64| if i < 0 { len_i.saturating_add(i) } else { i };
+    let first = norm(start).max(0);
+    let last = norm(stop).min(len_i.saturating_sub(1));
+    if first > last || first >= len_i {
+        return None;
+    }
+    // Both are in 0..len here.
+    Some((u64::try_from(first).ok()?, u64::try_from(last).ok()?))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -174,18 +194,57 @@ impl Broker {
         &self.inner.config
     }
 
-    /// Pushes messages to `queue` (created on first use) as one atomic, durable step.
+    /// Pushes messages to `queue` (created on first use) as one atomic step, durable
+    /// as the server's fsync policy says.
     pub async fn push(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Vec<PushOutcome>> {
+        let reply = self
+            .push_with(queue, messages, PushOptions::default())
+            .await?;
+        Ok(reply.outcomes)
+    }
+
+    /// Pushes messages as one atomic step with per-request options: the durability
+    /// to wait for (more or less than the server's policy). The reply says what the
+    /// push got: its outcomes, the queue's new length and whether it is on disk.
+    pub async fn push_with(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        opts: PushOptions,
+    ) -> Result<PushReply> {
         validate_queue(queue)?;
         validate::messages(&self.inner.config, &messages)?;
         if let Some(why) = self.inner.storage.disk_low() {
             return Err(Error::DiskFull(why));
         }
-        let (ticket, outcomes) = self.inner.combined_push(queue, messages).await?;
-        self.inner.wait(ticket).await?;
+        let (ticket, outcomes, length) = self.inner.combined_push(queue, messages).await?;
+        let syncs = self.inner.storage.syncs_appends();
+        let durability = opts.durability.unwrap_or(if syncs {
+            Durability::Fsync
+        } else {
+            Durability::Written
+        });
+        // The batch is in the log file once the combiner answers: "written" needs no
+        // more; "fsync" waits for the group commit, or forces a sync when appends are
+        // not synced by themselves.
+        let durable = match durability {
+            Durability::Written => false,
+            Durability::Fsync if syncs => {
+                self.inner.wait(ticket).await?;
+                true
+            }
+            Durability::Fsync => {
+                self.inner.wait(self.inner.storage.sync()).await?;
+                true
+            }
+        };
         let added = outcomes.iter().filter(|o| !o.duplicate).count();
         self.inner.counters.messages_in().increment(added as u64);
-        Ok(outcomes)
+        Ok(PushReply {
+            outcomes,
+            length,
+            durable,
+        })
     }
 
     /// Delivers up to `opts.max` messages to be removed: the returned [`Delivery`] holds
@@ -199,6 +258,21 @@ impl Broker {
     /// `queues` with a ready message serves the oldest waiter (Redis `BLPOP k1 k2`).
     pub async fn take_any(&self, queues: &[&str], opts: ReadOptions) -> Result<Delivery> {
         self.read(queues, &opts, Consume::Take, None).await
+    }
+
+    /// Moves up to `opts.read.max` messages from an end of `queue` to an end of
+    /// `opts.to`, waiting up to `opts.read.wait` for one (Redis `LMOVE`, `BLMOVE`,
+    /// `RPOPLPUSH`). The returned [`Delivery`] holds them reserved in the source;
+    /// [`Delivery::confirm`] moves them, in one durable step, and dropping it leaves
+    /// them where they were. Each arrives in the destination as a new message (a new
+    /// id, sharing the stored body) in every subscription the destination has.
+    pub async fn move_messages(&self, queue: &str, opts: MoveOptions) -> Result<Delivery> {
+        validate_queue(&opts.to)?;
+        let consume = Consume::Move {
+            to: opts.to.clone(),
+            at_head: opts.to_end == End::Head,
+        };
+        self.read(&[queue], &opts.read, consume, None).await
     }
 
     /// Leases up to `opts.read.max` messages; each carries a receipt for ack/nack once
@@ -246,6 +320,7 @@ impl Broker {
         let request = ReadRequest {
             sub: sub.to_string(),
             max: opts.max,
+            end: opts.end,
             consume,
             session,
         };
@@ -335,22 +410,136 @@ impl Broker {
         max: usize,
         subscription: Option<&str>,
     ) -> Result<Vec<Message>> {
-        validate_queue(queue)?;
-        let sub = sub_name(subscription)?;
-        validate::read(
-            &self.inner.config,
-            &ReadOptions {
+        self.peek_from(
+            queue,
+            ReadOptions {
                 max,
+                subscription: subscription.map(str::to_owned),
                 ..ReadOptions::default()
             },
-        )?;
+        )
+        .await
+    }
+
+    /// Shows up to `opts.max` ready messages from `opts.end` without consuming them:
+    /// from the head in delivery order, from the tail in reverse (`wait` is ignored).
+    pub async fn peek_from(&self, queue: &str, opts: ReadOptions) -> Result<Vec<Message>> {
+        validate_queue(queue)?;
+        let sub = sub_name(opts.subscription.as_deref())?;
+        validate::read(&self.inner.config, &opts)?;
         let pinned = {
             let (core, now) = self.inner.lock_swept(&[queue])?;
             require_sub(&core.state, queue, sub)?;
-            let metas = core.state.peek(queue, sub, max, now);
+            let metas = core.state.peek(queue, sub, opts.max, opts.end, now);
             self.inner.pin(&metas)
         };
         Ok(delivery::load(pinned, None, sub))
+    }
+
+    /// The ready messages at positions `start..=stop` of the delivery order, without
+    /// consuming them (Redis `LRANGE`/`LINDEX`): 0 is the head, -1 the tail, and out of
+    /// range positions are clipped. At most the broker's `max_batch` messages per call.
+    /// Each position costs its distance from the nearer end.
+    pub async fn range(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<Message>> {
+        validate_queue(queue)?;
+        let sub = sub_name(subscription)?;
+        let pinned = {
+            let (core, now) = self.inner.lock_swept(&[queue])?;
+            require_sub(&core.state, queue, sub)?;
+            let len = core.state.visible(queue, sub);
+            let Some((first, last)) = positions(start, stop, len) else {
+                return Ok(Vec::new());
+            };
+            let max = self.inner.config.max_batch as u64;
+            if last - first >= max {
+                return Err(Error::InvalidArgument(format!(
+                    "a range of {} messages is more than {max} (max_batch): ask for less at a time",
+                    last - first + 1
+                )));
+            }
+            let metas = core.state.range(queue, sub, first, last, now);
+            self.inner.pin(&metas)
+        };
+        Ok(delivery::load(pinned, None, sub))
+    }
+
+    /// Returns the message at the head, ready and unreserved, without consuming it, and
+    /// durably raises its soft-get counter (RestMQ's JSON `get`): repeated soft gets
+    /// return the same message with the counter 1, 2, 3…
+    pub async fn soft_get(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+    ) -> Result<Option<Message>> {
+        validate_queue(queue)?;
+        let sub = sub_name(subscription)?;
+        let (ticket, pinned) = {
+            let (mut core, now) = self.inner.lock_swept(&[queue])?;
+            require_sub(&core.state, queue, sub)?;
+            let Some(meta) = core.state.peek(queue, sub, 1, End::Head, now).pop() else {
+                return Ok(None);
+            };
+            let op = Op::SoftGet {
+                queue: queue.to_string(),
+                sub: sub.to_string(),
+                id: meta.id,
+            };
+            let ticket = self.inner.commit(&mut core, vec![op])?;
+            let counted = Meta {
+                soft_gets: meta.soft_gets.saturating_add(1),
+                ..meta
+            };
+            (ticket, self.inner.pin(&[counted]))
+        };
+        self.inner.wait(ticket).await?;
+        Ok(delivery::load(pinned, None, sub).pop())
+    }
+
+    /// Deletes messages by id wherever they are in the subscription (ready, delayed or
+    /// leased); returns how many it held. Ids it does not hold are ignored.
+    pub async fn delete(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+        ids: &[u64],
+    ) -> Result<u64> {
+        validate_queue(queue)?;
+        let sub = sub_name(subscription)?;
+        if ids.len() > self.inner.config.max_batch {
+            return Err(Error::InvalidArgument(format!(
+                "{} ids is more than {} (max_batch)",
+                ids.len(),
+                self.inner.config.max_batch
+            )));
+        }
+        let (ticket, n) = {
+            let (mut core, _) = self.inner.lock_swept(&[queue])?;
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            require_sub(&core.state, queue, sub)?;
+            let held = core.state.held_ids(queue, sub, ids);
+            let n = held.len() as u64;
+            let ops = if held.is_empty() {
+                Vec::new()
+            } else {
+                vec![Op::Remove {
+                    queue: queue.to_string(),
+                    sub: sub.to_string(),
+                    ids: held,
+                    reason: RemoveReason::Deleted,
+                }]
+            };
+            (self.inner.commit(&mut core, ops)?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
     }
 
     /// Stats of one queue, or `NotFound`.
@@ -421,20 +610,23 @@ impl Broker {
         Ok(n)
     }
 
-    /// Deletes a queue and its subscriptions; `NotFound` when absent.
-    pub async fn drop_queue(&self, queue: &str) -> Result<()> {
+    /// Deletes a queue and its subscriptions; returns how many messages the default
+    /// subscription held, or `NotFound` when absent.
+    pub async fn drop_queue(&self, queue: &str) -> Result<u64> {
         validate_queue(queue)?;
-        let ticket = {
+        let (ticket, n) = {
             let mut core = self.inner.core.lock();
             if !core.state.has_queue(queue) {
                 return Err(Error::NotFound(format!("queue {queue:?}")));
             }
+            let n = core.state.held(queue);
             let op = Op::DropQueue {
                 queue: queue.to_string(),
             };
-            self.inner.commit(&mut core, vec![op])?
+            (self.inner.commit(&mut core, vec![op])?, n)
         };
-        self.inner.wait(ticket).await
+        self.inner.wait(ticket).await?;
+        Ok(n)
     }
 
     /// Creates a named subscription (idempotent: an existing one is left as it is and
@@ -687,7 +879,7 @@ fn readies(op: &Op) -> Option<&str> {
         | Op::Configure { queue, .. }
         | Op::Subscribe { queue, .. }
         | Op::Seek { queue, .. } => Some(queue.as_str()),
-        Op::Move { to, .. } => Some(to.as_str()),
+        Op::Move { to, .. } | Op::MoveTo { to, .. } => Some(to.as_str()),
         _ => None,
     }
 }

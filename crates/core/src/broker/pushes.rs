@@ -31,8 +31,9 @@ use crate::error::Result;
 use crate::model::{NewMessage, PushOutcome};
 use crate::storage::Ticket;
 
-/// A push's result: its ticket and outcomes once applied (not yet durable).
-type Pushed = Result<(Ticket, Vec<PushOutcome>)>;
+/// A push's result: its ticket, outcomes and the queue's new length once applied (not
+/// yet durable).
+type Pushed = Result<(Ticket, Vec<PushOutcome>, u64)>;
 
 /// Where a push's result goes.
 type Reply = oneshot::Sender<Pushed>;
@@ -72,11 +73,7 @@ fn lane_of_this_thread() -> usize {
 impl Inner {
     /// Queues a push and, when no other thread is combining, applies every queued push.
     /// Returns the push's ticket and outcomes once they are applied (not yet durable).
-    pub(super) async fn combined_push(
-        &self,
-        queue: &str,
-        messages: Vec<NewMessage>,
-    ) -> Result<(Ticket, Vec<PushOutcome>)> {
+    pub(super) async fn combined_push(&self, queue: &str, messages: Vec<NewMessage>) -> Pushed {
         let (reply, result) = oneshot::channel();
         let lane = lane_of_this_thread();
         let leader = {
@@ -156,18 +153,13 @@ impl Inner {
     }
 
     /// One push under the lock: plan, commit, and the retention it triggers.
-    fn push_locked(
-        &self,
-        core: &mut Core,
-        queue: &str,
-        messages: Vec<NewMessage>,
-    ) -> Result<(Ticket, Vec<PushOutcome>)> {
+    fn push_locked(&self, core: &mut Core, queue: &str, messages: Vec<NewMessage>) -> Pushed {
         let now = self.clock.now_ms();
         let (ops, outcomes) = core.state.plan_push(queue, messages, now)?;
         let mut ticket = self.commit(core, ops)?;
         if let Some(op) = core.state.plan_retention(queue, now) {
             ticket = self.commit(core, vec![op])?;
         }
-        Ok((ticket, outcomes))
+        Ok((ticket, outcomes, core.state.held(queue)))
     }
 }

@@ -267,6 +267,7 @@ mod tests {
                     max: 1,
                     wait: Duration::from_secs(10),
                     subscription: None,
+                    ..ReadOptions::default()
                 };
                 b.take_any(&["a", "b"], opts)
                     .await

@@ -5,8 +5,13 @@
 //! one `Meta` per message; a later change to a shared chunk copies that chunk only.
 //! So a checkpoint of a two-million-message backlog holds the lock for microseconds.
 //! The interface is the one a paged lane (head window in memory, the rest read back
-//! from segments) would offer: push at either end, pop the head, remove by id, iterate
-//! from the head.
+//! from segments) would offer: push and pop at either end, remove by id, iterate from
+//! either end.
+//!
+//! Each chunk keeps bounds on the ids it holds (never narrowed on removal), so a removal
+//! by id skips every chunk that cannot hold it: ids rise along the lane except where
+//! messages were pushed at the head or returned, so finding one message in a
+//! million-message lane looks into one or two chunks, not all of them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,8 +27,37 @@ const CHUNK: usize = 256;
 /// One priority's ready order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Lane {
-    chunks: VecDeque<Arc<VecDeque<Meta>>>,
+    chunks: VecDeque<Arc<Chunk>>,
     len: usize,
+}
+
+/// Up to [`CHUNK`] messages and bounds on their ids.
+#[derive(Debug, Clone)]
+struct Chunk {
+    metas: VecDeque<Meta>,
+    /// No message here has an id below this.
+    lo: u64,
+    /// No message here has an id above this.
+    hi: u64,
+}
+
+impl Chunk {
+    fn of(meta: Meta) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            metas: VecDeque::from([meta]),
+            lo: meta.id,
+            hi: meta.id,
+        })
+    }
+
+    fn widen(&mut self, id: u64) {
+        self.lo = self.lo.min(id);
+        self.hi = self.hi.max(id);
+    }
+
+    fn may_hold(&self, id: u64) -> bool {
+        (self.lo..=self.hi).contains(&id)
+    }
 }
 
 impl Lane {
@@ -35,8 +69,12 @@ impl Lane {
     /// Adds at the tail.
     pub(crate) fn push_back(&mut self, meta: Meta) {
         match self.chunks.back_mut() {
-            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push_back(meta),
-            _ => self.chunks.push_back(Arc::new(VecDeque::from([meta]))),
+            Some(chunk) if chunk.metas.len() < CHUNK => {
+                let chunk = Arc::make_mut(chunk);
+                chunk.widen(meta.id);
+                chunk.metas.push_back(meta);
+            }
+            _ => self.chunks.push_back(Chunk::of(meta)),
         }
         self.len += 1;
     }
@@ -44,22 +82,31 @@ impl Lane {
     /// Adds at the head.
     pub(crate) fn push_front(&mut self, meta: Meta) {
         match self.chunks.front_mut() {
-            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push_front(meta),
-            _ => self.chunks.push_front(Arc::new(VecDeque::from([meta]))),
+            Some(chunk) if chunk.metas.len() < CHUNK => {
+                let chunk = Arc::make_mut(chunk);
+                chunk.widen(meta.id);
+                chunk.metas.push_front(meta);
+            }
+            _ => self.chunks.push_front(Chunk::of(meta)),
         }
         self.len += 1;
     }
 
     /// The head, if any.
     pub(crate) fn front(&self) -> Option<&Meta> {
-        self.chunks.front().and_then(|c| c.front())
+        self.chunks.front().and_then(|c| c.metas.front())
+    }
+
+    /// The tail, if any.
+    pub(crate) fn back(&self) -> Option<&Meta> {
+        self.chunks.back().and_then(|c| c.metas.back())
     }
 
     /// Removes the head.
     pub(crate) fn pop_front(&mut self) -> Option<Meta> {
         let chunk = self.chunks.front_mut()?;
-        let meta = Arc::make_mut(chunk).pop_front();
-        if chunk.is_empty() {
+        let meta = Arc::make_mut(chunk).metas.pop_front();
+        if chunk.metas.is_empty() {
             self.chunks.pop_front();
         }
         if meta.is_some() {
@@ -68,32 +115,68 @@ impl Lane {
         meta
     }
 
-    /// Removes the message with `id`, searching from the head (where the messages a
-    /// consumer, an expiry or an overflow removes usually are).
+    /// Removes the tail.
+    pub(crate) fn pop_back(&mut self) -> Option<Meta> {
+        let chunk = self.chunks.back_mut()?;
+        let meta = Arc::make_mut(chunk).metas.pop_back();
+        if chunk.metas.is_empty() {
+            self.chunks.pop_back();
+        }
+        if meta.is_some() {
+            self.len -= 1;
+        }
+        meta
+    }
+
+    /// Removes the message with `id`: either end at once, else the chunks whose id
+    /// bounds admit it, from the head.
     pub(crate) fn remove(&mut self, id: u64) -> Option<Meta> {
-        let (c, i) = self
-            .chunks
-            .iter()
-            .enumerate()
-            .find_map(|(c, chunk)| chunk.iter().position(|m| m.id == id).map(|i| (c, i)))?;
+        if self.front().is_some_and(|m| m.id == id) {
+            return self.pop_front();
+        }
+        if self.back().is_some_and(|m| m.id == id) {
+            return self.pop_back();
+        }
+        let (c, i) = self.chunks.iter().enumerate().find_map(|(c, chunk)| {
+            if !chunk.may_hold(id) {
+                return None;
+            }
+            chunk.metas.iter().position(|m| m.id == id).map(|i| (c, i))
+        })?;
         let chunk = &mut self.chunks[c];
-        let meta = Arc::make_mut(chunk).remove(i)?;
-        if chunk.is_empty() {
+        let meta = Arc::make_mut(chunk).metas.remove(i)?;
+        if chunk.metas.is_empty() {
             self.chunks.remove(c);
         }
         self.len -= 1;
         Some(meta)
     }
 
-    /// Messages from the head.
+    /// Whether the lane holds `id`.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.chunks
+            .iter()
+            .any(|c| c.may_hold(id) && c.metas.iter().any(|m| m.id == id))
+    }
+
+    /// The message with `id`, mutably (its counters change in place).
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Meta> {
+        let chunk = self
+            .chunks
+            .iter_mut()
+            .find(|c| c.may_hold(id) && c.metas.iter().any(|m| m.id == id))?;
+        Arc::make_mut(chunk).metas.iter_mut().find(|m| m.id == id)
+    }
+
+    /// Messages from the head (reversed, from the tail).
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Meta> + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks.iter().flat_map(|c| c.metas.iter())
     }
 
     /// Every message, mutably (compaction rewrites locations).
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Meta)) {
         for chunk in self.chunks.iter_mut() {
-            Arc::make_mut(chunk).iter_mut().for_each(&mut f);
+            Arc::make_mut(chunk).metas.iter_mut().for_each(&mut f);
         }
     }
 
@@ -102,7 +185,7 @@ impl Lane {
         self.len = 0;
         std::mem::take(&mut self.chunks)
             .into_iter()
-            .flat_map(|c| Arc::unwrap_or_clone(c).into_iter())
+            .flat_map(|c| Arc::unwrap_or_clone(c).metas.into_iter())
     }
 }
 
@@ -139,6 +222,7 @@ mod tests {
             loc: Location::default(),
             body_len: 0,
             deliveries: 0,
+            soft_gets: 0,
             priority: 0,
         }
     }
@@ -161,6 +245,29 @@ mod tests {
         let want: Vec<u64> = (1..=600).filter(|i| *i != 300).collect();
         assert_eq!(ids(&lane), want);
         assert_eq!(lane.len(), 599);
+    }
+
+    #[test]
+    fn the_tail_pops_and_removal_by_id_finds_messages_pushed_at_either_end() {
+        let mut lane = Lane::default();
+        (1..=1000).for_each(|id| lane.push_back(meta(id)));
+        // Head pushes carry ids above the rest: the bounds of the head chunk widen.
+        lane.push_front(meta(5000));
+        lane.push_front(meta(5001));
+        assert_eq!(lane.back().map(|m| m.id), Some(1000));
+        assert_eq!(lane.pop_back().map(|m| m.id), Some(1000));
+        assert_eq!(lane.remove(5000).map(|m| m.id), Some(5000));
+        assert_eq!(lane.remove(999).map(|m| m.id), Some(999));
+        assert_eq!(lane.remove(257).map(|m| m.id), Some(257));
+        assert_eq!(lane.remove(257), None);
+        let mut want = vec![5001];
+        want.extend((1..=998).filter(|i| *i != 257));
+        assert_eq!(ids(&lane), want);
+        assert_eq!(lane.len(), want.len());
+        let from_tail: Vec<u64> = lane.iter().rev().take(2).map(|m| m.id).collect();
+        assert_eq!(from_tail, vec![998, 997]);
+        while lane.pop_back().is_some() {}
+        assert_eq!((lane.len(), lane.front()), (0, None));
     }
 
     #[test]

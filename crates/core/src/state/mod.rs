@@ -57,6 +57,8 @@ pub struct Meta {
     pub body_len: u32,
     /// Leases so far (saturating).
     pub deliveries: u16,
+    /// Soft gets so far (saturating).
+    pub soft_gets: u16,
     /// 0..=9.
     pub priority: u8,
 }
@@ -167,6 +169,7 @@ impl State {
                     loc,
                     body_len: u32::try_from(rec.body.len()).unwrap_or(u32::MAX),
                     deliveries: 0,
+                    soft_gets: 0,
                     priority: rec.priority.min(MAX_PRIORITY),
                 };
                 let q = queue_entry(&mut self.queues, &mut self.retired, &rec.queue);
@@ -199,7 +202,8 @@ impl State {
                     }
                     RemoveReason::Acked => c.consumed += removed,
                     RemoveReason::Expired => c.expired += removed,
-                    RemoveReason::Overflow => {}
+                    RemoveReason::Overflow => c.discarded += removed,
+                    RemoveReason::Deleted => c.deleted += removed,
                 }
             }
             Op::Promote { queue, sub, ids } => {
@@ -321,6 +325,35 @@ impl State {
                 }
             }
             Op::Relocate { .. } => {}
+            Op::MoveTo {
+                queue,
+                sub,
+                id,
+                to,
+                new_id,
+                at_head,
+            } => {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(*id, live)) else {
+                    return;
+                };
+                q.counters.delivered += 1;
+                q.counters.consumed += 1;
+                let moved = Meta {
+                    id: *new_id,
+                    deliveries: 0,
+                    soft_gets: 0,
+                    ..meta
+                };
+                queue_entry(&mut self.queues, &mut self.retired, to).add(moved, 0, *at_head, live);
+            }
+            Op::SoftGet { queue, sub, id } => {
+                if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+                    s.count_soft_get(*id);
+                }
+            }
         }
     }
 
@@ -406,6 +439,8 @@ impl State {
             total_consumed: q.counters.consumed,
             total_expired: q.counters.expired,
             total_dead_lettered: q.counters.dead_lettered,
+            total_discarded: q.counters.discarded,
+            total_deleted: q.counters.deleted,
             next_id: q.next_id,
             subscriptions: q.subs.len() as u64 - 1,
             log_messages: q.log.len() as u64,
@@ -435,8 +470,9 @@ impl State {
         self.queues.get(queue).map_or(0, |q| q.default_sub().len())
     }
 
-    /// Up to `max` ready, unreserved messages in delivery order, without consuming.
-    pub fn peek(&self, queue: &str, sub: &str, max: usize, now: u64) -> Vec<Meta> {
+    /// Up to `max` ready, unreserved messages from `end` (in delivery order from the
+    /// head, in reverse from the tail), without consuming.
+    pub fn peek(&self, queue: &str, sub: &str, max: usize, end: End, now: u64) -> Vec<Meta> {
         let Some(q) = self.queues.get(queue) else {
             return Vec::new();
         };
@@ -444,11 +480,73 @@ impl State {
         let Some(s) = q.subs.get(sub) else {
             return Vec::new();
         };
-        s.ready_in_order()
+        s.ready_from(end)
             .filter(|m| !m.expired(now) && m.id >= floor && !s.is_reserved(m.id))
             .take(max)
             .copied()
             .collect()
+    }
+
+    /// Ready, unreserved messages a read could get now (what positions count).
+    pub fn visible(&self, queue: &str, sub: &str) -> u64 {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subs.get(sub))
+            .map_or(0, |s| s.visible())
+    }
+
+    /// The ready messages at positions `first..=last` of the delivery order (0 is the
+    /// head), in that order. Walks from whichever end is nearer, so a position costs
+    /// its distance from that end.
+    pub fn range(&self, queue: &str, sub: &str, first: u64, last: u64, now: u64) -> Vec<Meta> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let floor = q.log_floor;
+        let Some(s) = q.subs.get(sub) else {
+            return Vec::new();
+        };
+        let len = s.visible();
+        if first > last || first >= len {
+            return Vec::new();
+        }
+        let last = last.min(len - 1);
+        let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+        let shown = |m: &&Meta| !m.expired(now) && m.id >= floor && !s.is_reserved(m.id);
+        if first <= len - 1 - last {
+            let skip = usize::try_from(first).unwrap_or(usize::MAX);
+            s.ready_from(End::Head)
+                .filter(shown)
+                .skip(skip)
+                .take(count)
+                .copied()
+                .collect()
+        } else {
+            let skip = usize::try_from(len - 1 - last).unwrap_or(usize::MAX);
+            let mut out: Vec<Meta> = s
+                .ready_from(End::Tail)
+                .filter(shown)
+                .skip(skip)
+                .take(count)
+                .copied()
+                .collect();
+            out.reverse();
+            out
+        }
+    }
+
+    /// Of `ids`, those the subscription holds (ready, delayed or in flight), once each.
+    pub fn held_ids(&self, queue: &str, sub: &str, ids: &[u64]) -> Vec<u64> {
+        let Some(s) = self.queues.get(queue).and_then(|q| q.subs.get(sub)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = Vec::new();
+        for id in ids {
+            if !out.contains(id) && s.holds(*id) {
+                out.push(*id);
+            }
+        }
+        out
     }
 
     /// Whether the receipt `(id, token)` still names a live lease of the subscription.

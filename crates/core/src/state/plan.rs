@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::op::{Op, PushRecord, RemoveReason};
 
 /// How a read consumes once its delivery is confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadMode {
     /// Remove.
     Take,
@@ -18,6 +18,13 @@ pub enum ReadMode {
     Lease {
         /// Deadline.
         until_ms: u64,
+    },
+    /// Move to another queue (or the same one), at one of its ends.
+    Move {
+        /// Destination queue.
+        to: String,
+        /// Joins the destination's head instead of its tail.
+        at_head: bool,
     },
 }
 
@@ -173,16 +180,18 @@ impl State {
         })
     }
 
-    /// Reserves up to `max` ready messages of a subscription for `delivery`: they are
-    /// hidden from other readers until the delivery is confirmed (see
-    /// [`State::plan_confirm`]) or ends ([`State::unreserve`]). A paused queue reserves
-    /// nothing.
+    /// Reserves up to `max` ready messages of a subscription, from `end`, for
+    /// `delivery`: they are hidden from other readers until the delivery is confirmed
+    /// (see [`State::plan_confirm`]) or ends ([`State::unreserve`]). A paused queue
+    /// reserves nothing.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn reserve(
         &mut self,
         queue: &str,
         sub: &str,
         max: usize,
-        mode: ReadMode,
+        end: End,
+        mode: &ReadMode,
         delivery: DeliveryId,
         now: u64,
     ) -> Reserved {
@@ -199,7 +208,7 @@ impl State {
         };
         let mut expired = Vec::new();
         let mut metas = Vec::new();
-        for m in s.ready_in_order() {
+        for m in s.ready_from(end) {
             if metas.len() >= max {
                 break;
             }
@@ -244,7 +253,7 @@ impl State {
         sub: &str,
         ids: &[u64],
         delivery: DeliveryId,
-        mode: ReadMode,
+        mode: &ReadMode,
         first_token: Option<u64>,
     ) -> Vec<Op> {
         let Some(s) = self.queues.get(queue).and_then(|q| q.subs.get(sub)) else {
@@ -261,7 +270,28 @@ impl State {
                 ids: still,
                 reason: RemoveReason::Taken,
             }],
-            ReadMode::Lease { until_ms } => {
+            ReadMode::Move { to, at_head } => {
+                // New ids rise in delivery order; several moved to the head go last
+                // first, so they keep that order there too.
+                let first_id = self.next_id_of(to);
+                let mut ops: Vec<Op> = still
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| Op::MoveTo {
+                        queue: queue.to_string(),
+                        sub: sub.to_string(),
+                        id,
+                        to: to.clone(),
+                        new_id: first_id.saturating_add(i as u64),
+                        at_head: *at_head,
+                    })
+                    .collect();
+                if *at_head {
+                    ops.reverse();
+                }
+                ops
+            }
+            &ReadMode::Lease { until_ms } => {
                 // Token i belongs to ids[i] (the receipts already written say so): one
                 // op per run of messages still reserved keeps every token in place.
                 let first = first_token.unwrap_or(0);

@@ -19,6 +19,10 @@ pub(crate) struct Counters {
     pub(crate) consumed: u64,
     pub(crate) expired: u64,
     pub(crate) dead_lettered: u64,
+    /// Dropped to make room (overflow).
+    pub(crate) discarded: u64,
+    /// Deleted by id.
+    pub(crate) deleted: u64,
 }
 
 /// A queue: settings, id counter, subscriptions and (for log retention) the log.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::lane::Lane;
 use super::live::Live;
 use super::{Lease, Meta};
-use crate::model::{SubscriptionStats, PRIORITY_LEVELS};
+use crate::model::{End, SubscriptionStats, PRIORITY_LEVELS};
 
 /// Identifies one [`crate::Delivery`] while its messages are reserved.
 pub(crate) type DeliveryId = u64;
@@ -206,8 +206,39 @@ impl Sub {
 
     /// Ready messages in delivery order: highest priority first, lane order within.
     /// Reserved ones included; see [`Sub::is_reserved`].
-    pub(crate) fn ready_in_order(&self) -> impl Iterator<Item = &Meta> {
+    pub(crate) fn ready_in_order(&self) -> impl DoubleEndedIterator<Item = &Meta> {
         self.lanes.iter().rev().flat_map(|lane| lane.iter())
+    }
+
+    /// Ready messages from `end`: delivery order from the head, its reverse from the
+    /// tail. Reserved ones included.
+    pub(crate) fn ready_from(&self, end: End) -> Box<dyn Iterator<Item = &Meta> + '_> {
+        match end {
+            End::Head => Box::new(self.ready_in_order()),
+            End::Tail => Box::new(self.ready_in_order().rev()),
+        }
+    }
+
+    /// Ready messages not reserved by a delivery (the length positions count in).
+    pub(crate) fn visible(&self) -> u64 {
+        self.ready - self.reserved.len() as u64
+    }
+
+    /// Whether the subscription holds message `id` (ready, delayed or in flight).
+    pub(crate) fn holds(&self, id: u64) -> bool {
+        self.inflight.contains_key(&id)
+            || self.lanes.iter().any(|l| l.contains(id))
+            || self.delayed.values().any(|m| m.id == id)
+    }
+
+    /// Raises a ready message's soft-get counter.
+    pub(crate) fn count_soft_get(&mut self, id: u64) {
+        for lane in self.lanes.iter_mut().rev() {
+            if let Some(m) = lane.get_mut(id) {
+                m.soft_gets = m.soft_gets.saturating_add(1);
+                return;
+            }
+        }
     }
 
     /// Whether a ready message is reserved by an unconfirmed delivery.

@@ -91,6 +91,10 @@ impl Storage for FaultyStorage {
         self.inner.sync()
     }
 
+    fn syncs_appends(&self) -> bool {
+        self.inner.syncs_appends()
+    }
+
     fn failure(&self) -> Option<String> {
         if self.fail_syncs.load(Ordering::SeqCst) {
             return Some("fdatasync failed (injected fault)".into());

@@ -248,6 +248,12 @@ pub trait Storage: Send + Sync + 'static {
     /// sync whatever the fsync policy).
     fn sync(&self) -> Ticket;
 
+    /// Whether an append's ticket waits for an fsync covering it (the group commit).
+    /// False under a relaxed fsync policy, where only [`Storage::sync`] forces one.
+    fn syncs_appends(&self) -> bool {
+        true
+    }
+
     /// Starts a checkpoint at the current end of the log.
     fn begin_checkpoint(&self) -> Result<Box<dyn CheckpointWriter>, StorageError>;
 

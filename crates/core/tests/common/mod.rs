@@ -52,7 +52,7 @@ pub fn waiting(max: usize, wait: Duration) -> ReadOptions {
     ReadOptions {
         max,
         wait,
-        subscription: None,
+        ..ReadOptions::default()
     }
 }
 

@@ -69,6 +69,21 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionName {
     }
 }
 
+/// The `{id}` path parameter of message routes: a message id (a decimal `u64`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for MessageId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = path_param(parts, state, "id").await?;
+        text.parse().map(Self).map_err(|_| {
+            ApiError::invalid_argument(format!("{text:?} is not a message id (a decimal u64)"))
+        })
+    }
+}
+
 /// A query string deserialized into `T`; a bad value is a 400 `invalid_query`.
 #[derive(Debug, Clone, Default)]
 pub struct ApiQuery<T>(pub T);

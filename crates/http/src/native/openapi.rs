@@ -29,8 +29,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
 #[openapi(
     info(
         title = "Godwit native API",
-        description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, queues \
-                       and subscriptions. Every error reply is \
+        description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, move, \
+                       range reads, soft get, delete by id, queues and subscriptions. Every error reply is \
                        `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. A method a \
                        path does not list answers 405 with an `Allow` header."
     ),
@@ -46,6 +46,10 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         consume::nack,
         consume::extend,
         consume::peek,
+        consume::move_messages,
+        consume::range,
+        consume::soft_get,
+        consume::delete_message,
         queues::configure,
         queues::list,
         queues::show,
@@ -79,8 +83,12 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         consume::AckReply,
         consume::NackReply,
         consume::ExtendReply,
+        consume::EndJson,
+        consume::DeleteReply,
+        messages::DurabilityJson,
         queues::SettingsPatchDoc,
         queues::PurgeReply,
+        queues::DropReply,
         subscriptions::StartJson,
         subscriptions::SubscribeRequest,
         subscriptions::SubscribeReply,
@@ -89,7 +97,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     )),
     tags(
         (name = "messages", description = "Pushing messages"),
-        (name = "consume", description = "Take, lease, ack, nack, extend and peek"),
+        (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads and soft get"),
         (name = "queues", description = "Queues and their settings"),
         (name = "subscriptions", description = "Named subscriptions for fan-out"),
         (name = "operations", description = "Health, metrics and this document"),
@@ -123,6 +131,7 @@ fn limits(config: &BrokerConfig) -> Vec<(&'static str, Limit)> {
     vec![
         ("queue", Limit::Name),
         ("name", Limit::Name),
+        ("to", Limit::Name),
         ("dead_letter_queue", Limit::Name),
         ("subscription", Limit::NameOrEmpty),
         ("priority", Limit::Range(0, u64::from(MAX_PRIORITY))),

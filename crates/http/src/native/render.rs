@@ -30,6 +30,8 @@ pub struct MessageJson {
     pub created_at: u64,
     /// How many times the message has been delivered.
     pub deliveries: u32,
+    /// How many soft gets have returned it.
+    pub soft_gets: u32,
     /// Headers given at push.
     pub headers: BTreeMap<String, String>,
     /// The receipt to ack, nack or extend this lease (leases only).
@@ -50,6 +52,7 @@ impl From<Message> for MessageJson {
             priority: m.priority,
             created_at: m.created_at_ms,
             deliveries: m.deliveries,
+            soft_gets: m.soft_gets,
             headers: m.headers,
             receipt: m.receipt.map(|r| r.to_string()),
         }
@@ -187,6 +190,10 @@ pub struct StatsJson {
     pub total_expired: u64,
     /// Messages moved to the dead-letter queue.
     pub total_dead_lettered: u64,
+    /// Messages dropped to make room in a full queue (overflow `drop_oldest`).
+    pub total_discarded: u64,
+    /// Messages deleted by id.
+    pub total_deleted: u64,
     /// The id the next push will get.
     pub next_id: u64,
     /// Number of named subscriptions.
@@ -210,6 +217,8 @@ impl From<QueueStats> for StatsJson {
             total_consumed: s.total_consumed,
             total_expired: s.total_expired,
             total_dead_lettered: s.total_dead_lettered,
+            total_discarded: s.total_discarded,
+            total_deleted: s.total_deleted,
             next_id: s.next_id,
             subscriptions: s.subscriptions,
             log_messages: s.log_messages,
@@ -280,6 +289,7 @@ mod tests {
             priority: 4,
             created_at_ms: 1_700_000_000_123,
             deliveries: 1,
+            soft_gets: 2,
             headers: BTreeMap::from([("trace".to_owned(), "abc".to_owned())]),
             receipt,
         }
@@ -291,7 +301,7 @@ mod tests {
         assert_eq!(
             v,
             json!({"id": 7, "body": "hello", "priority": 4, "created_at": 1_700_000_000_123u64,
-                   "deliveries": 1, "headers": {"trace": "abc"}})
+                   "deliveries": 1, "soft_gets": 2, "headers": {"trace": "abc"}})
         );
     }
 

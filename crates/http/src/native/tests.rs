@@ -74,12 +74,29 @@ async fn push_take_round_trip() {
         .call(Method::POST, "/v1/queues/jobs/messages?priority=7", "hello")
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(v, json!({"queue": "jobs", "id": 1}));
+    // The store runs with `--fsync never`: the reply says the push is not on disk yet.
+    assert_eq!(
+        v,
+        json!({"queue": "jobs", "id": 1, "length": 1, "durable": false})
+    );
+    // Asking for more than the policy forces an fsync, and the reply says so.
+    let (_, v) = app
+        .call(
+            Method::POST,
+            "/v1/queues/jobs/messages?durability=fsync",
+            "synced",
+        )
+        .await;
+    assert_eq!(
+        v,
+        json!({"queue": "jobs", "id": 2, "length": 2, "durable": true})
+    );
     let (status, v) = app
-        .call(Method::POST, "/v1/queues/jobs/take", Body::empty())
+        .call(Method::POST, "/v1/queues/jobs/take?max=2", Body::empty())
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["messages"][0]["body"], "hello");
+    assert_eq!(v["messages"][1]["body"], "synced");
     assert_eq!(v["messages"][0]["priority"], 7);
 }
 

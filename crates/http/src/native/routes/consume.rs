@@ -1,16 +1,17 @@
-//! Consuming: take, lease, ack, nack, extend and peek.
+//! Consuming: take, lease, ack, nack, extend, peek, move, range reads, soft get and
+//! delete by id.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use godwit_core::{LeaseOptions, ReadOptions, Receipt};
+use godwit_core::{End, LeaseOptions, MoveOptions, ReadOptions, Receipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::native::extract::{ApiJson, ApiQuery, QueueName};
+use crate::native::extract::{ApiJson, ApiQuery, MessageId, QueueName};
 use crate::native::render::MessagesReply;
 use crate::AppState;
 
@@ -26,6 +27,32 @@ pub struct TakeQuery {
     pub wait_ms: Option<u64>,
     /// A named subscription; absent or empty means the queue's default one.
     pub subscription: Option<String>,
+    /// The end to take from (default `head`).
+    pub end: Option<EndJson>,
+}
+
+/// An end of a queue's delivery order: the head is what a take gets next (highest
+/// priority, oldest), the tail the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndJson {
+    /// The next message a take gets.
+    Head,
+    /// The last one.
+    Tail,
+}
+
+impl From<EndJson> for End {
+    fn from(e: EndJson) -> Self {
+        match e {
+            EndJson::Head => End::Head,
+            EndJson::Tail => End::Tail,
+        }
+    }
+}
+
+fn end(e: Option<EndJson>) -> End {
+    e.map_or(End::Head, End::from)
 }
 
 /// Options of a lease, in the query string.
@@ -42,6 +69,8 @@ pub struct LeaseQuery {
     pub visibility_ms: Option<u64>,
     /// A named subscription; absent or empty means the queue's default one.
     pub subscription: Option<String>,
+    /// The end to lease from (default `head`).
+    pub end: Option<EndJson>,
 }
 
 /// Options of a peek, in the query string.
@@ -53,6 +82,59 @@ pub struct PeekQuery {
     pub max: Option<usize>,
     /// A named subscription; absent or empty means the queue's default one.
     pub subscription: Option<String>,
+    /// The end to look from (default `head`; from the tail the messages come last
+    /// first).
+    pub end: Option<EndJson>,
+}
+
+/// Options of a move, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MoveQuery {
+    /// The destination queue (created on first use; may be the source).
+    pub to: String,
+    /// The source's end to take from (default `head`).
+    pub from_end: Option<EndJson>,
+    /// The destination's end the messages join (default `tail`).
+    pub to_end: Option<EndJson>,
+    /// At most this many messages (default 1, at most the broker's max batch).
+    pub max: Option<usize>,
+    /// Wait up to this many milliseconds for a first message (default 0; at most the
+    /// server's max wait).
+    pub wait_ms: Option<u64>,
+    /// A named subscription of the source; absent or empty means the default one.
+    pub subscription: Option<String>,
+}
+
+/// Options of a range read, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// First position (0 is the head; negative counts from the tail, -1 the last).
+    pub start: Option<i64>,
+    /// Last position, inclusive (default -1). At most the broker's max batch
+    /// messages per request.
+    pub stop: Option<i64>,
+    /// A named subscription; absent or empty means the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// Options naming a subscription, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SubscriptionQuery {
+    /// A named subscription; absent or empty means the queue's default one.
+    pub subscription: Option<String>,
+}
+
+/// The reply of a delete by id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteReply {
+    /// How many messages were deleted (1).
+    pub deleted: u64,
 }
 
 /// The body of ack and nack.
@@ -103,13 +185,15 @@ fn read_options(
     max: Option<usize>,
     wait_ms: Option<u64>,
     sub: Option<String>,
-) -> Result<ReadOptions, ApiError> {
-    Ok(ReadOptions {
+    from: Option<EndJson>,
+) -> ReadOptions {
+    ReadOptions {
         max: max_messages(max),
         wait: Duration::from_millis(wait_ms.unwrap_or(0)),
         // Absent, empty or named; the name's rules are the core's to check.
         subscription: sub,
-    })
+        end: end(from),
+    }
 }
 
 /// Parses receipts; one that does not parse names no lease, like a stale one.
@@ -146,7 +230,7 @@ pub async fn take(
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<TakeQuery>,
 ) -> Result<Response, ApiError> {
-    let opts = read_options(query.max, query.wait_ms, query.subscription)?;
+    let opts = read_options(query.max, query.wait_ms, query.subscription, query.end);
     crate::native::delivered::reply(app.broker.take(&queue, opts).await?)
 }
 
@@ -170,7 +254,7 @@ pub async fn lease(
     ApiQuery(query): ApiQuery<LeaseQuery>,
 ) -> Result<Response, ApiError> {
     let opts = LeaseOptions {
-        read: read_options(query.max, query.wait_ms, query.subscription)?,
+        read: read_options(query.max, query.wait_ms, query.subscription, query.end),
         visibility: visibility(&app, query.visibility_ms)?,
     };
     crate::native::delivered::reply(app.broker.lease(&queue, opts).await?)
@@ -271,10 +355,129 @@ pub async fn peek(
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<PeekQuery>,
 ) -> Result<Json<MessagesReply>, ApiError> {
-    let max = max_messages(query.max);
+    let opts = read_options(query.max, None, query.subscription, query.end);
+    let messages = app.broker.peek_from(&queue, opts).await?;
+    Ok(Json(MessagesReply::new(messages)))
+}
+
+/// Moves up to `max` messages from an end of this queue to an end of `to`, waiting up
+/// to `wait_ms` for a first one (Redis `LMOVE`/`BLMOVE`). Each arrives in `to` as a new
+/// message. The reply is written before the move is made durable; a reply cut short
+/// means the messages may still be in the source.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/move",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Source queue name"), MoveQuery),
+    responses(
+        (status = 200, description = "The moved messages, as they were in the source (an empty list when none was ready)", body = MessagesReply),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn move_messages(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<MoveQuery>,
+) -> Result<Response, ApiError> {
+    let opts = MoveOptions {
+        read: read_options(query.max, query.wait_ms, query.subscription, query.from_end),
+        to: query.to,
+        to_end: query.to_end.map_or(End::Tail, End::from),
+    };
+    crate::native::delivered::reply(app.broker.move_messages(&queue, opts).await?)
+}
+
+/// Shows the ready messages at positions `start..=stop` of the delivery order without
+/// consuming them (Redis `LRANGE`; `start=i&stop=i` is `LINDEX`).
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{queue}/range",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name"), RangeQuery),
+    responses(
+        (status = 200, description = "The messages at those positions, head first (an empty list when none)", body = MessagesReply),
+        (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter, or a range over the max batch", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn range(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<RangeQuery>,
+) -> Result<Json<MessagesReply>, ApiError> {
     let messages = app
         .broker
-        .peek(&queue, max, query.subscription.as_deref())
+        .range(
+            &queue,
+            query.subscription.as_deref(),
+            query.start.unwrap_or(0),
+            query.stop.unwrap_or(-1),
+        )
         .await?;
     Ok(Json(MessagesReply::new(messages)))
+}
+
+/// Returns the message at the head without consuming it and durably raises its
+/// `soft_gets` counter (RestMQ's JSON `get`): repeated calls return the same message
+/// with the counter 1, 2, 3…
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}/soft-get",
+    tag = "consume",
+    params(("queue" = String, Path, description = "Queue name"), SubscriptionQuery),
+    responses(
+        (status = 200, description = "The head message with its raised counter (an empty list when none is ready)", body = MessagesReply),
+        (status = 400, description = "`invalid_name` or `invalid_query`: a bad name or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn soft_get(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(query): ApiQuery<SubscriptionQuery>,
+) -> Result<Json<MessagesReply>, ApiError> {
+    let message = app
+        .broker
+        .soft_get(&queue, query.subscription.as_deref())
+        .await?;
+    Ok(Json(MessagesReply::new(message.into_iter().collect())))
+}
+
+/// Deletes one message by id, wherever it is (ready, delayed or leased).
+#[utoipa::path(
+    delete,
+    path = "/v1/queues/{queue}/messages/{id}",
+    tag = "messages",
+    params(
+        ("queue" = String, Path, description = "Queue name"),
+        ("id" = u64, Path, description = "Message id"),
+        SubscriptionQuery,
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteReply),
+        (status = 400, description = "`invalid_name`, `invalid_argument` or `invalid_query`: a bad name, id or parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue or subscription, or the message is not in it", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn delete_message(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    MessageId(id): MessageId,
+    ApiQuery(query): ApiQuery<SubscriptionQuery>,
+) -> Result<Json<DeleteReply>, ApiError> {
+    let deleted = app
+        .broker
+        .delete(&queue, query.subscription.as_deref(), &[id])
+        .await?;
+    if deleted == 0 {
+        return Err(ApiError::from(godwit_core::Error::NotFound(format!(
+            "message {id} of {queue:?}"
+        ))));
+    }
+    Ok(Json(DeleteReply { deleted }))
 }

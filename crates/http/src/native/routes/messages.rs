@@ -11,7 +11,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::Bytes;
-use godwit_core::{NewMessage, DEFAULT_PRIORITY};
+use godwit_core::{Durability, NewMessage, PushOptions, DEFAULT_PRIORITY};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -35,6 +35,36 @@ pub struct PushQuery {
     pub ttl_ms: Option<u64>,
     /// A second push with this id within the queue's dedup window is not added.
     pub dedup_id: Option<String>,
+    /// Goes to the head of its priority's ready order instead of the tail (default
+    /// false).
+    pub at_head: Option<bool>,
+    /// What to wait for before replying (default: the server's `--fsync` policy).
+    pub durability: Option<DurabilityJson>,
+}
+
+/// How durable a push must be before the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityJson {
+    /// On disk: wait for an fsync covering the push, even under `--fsync never`.
+    Fsync,
+    /// In the log file: survives the process being killed, not a power loss.
+    Written,
+}
+
+impl From<DurabilityJson> for Durability {
+    fn from(d: DurabilityJson) -> Self {
+        match d {
+            DurabilityJson::Fsync => Durability::Fsync,
+            DurabilityJson::Written => Durability::Written,
+        }
+    }
+}
+
+fn push_options(durability: Option<DurabilityJson>) -> PushOptions {
+    PushOptions {
+        durability: durability.map(Durability::from),
+    }
 }
 
 /// The reply of a single push.
@@ -47,6 +77,10 @@ pub struct PushReply {
     /// Present and `true` when the dedup id matched an earlier message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
+    /// Messages the queue holds after the push (ready, delayed and in flight).
+    pub length: u64,
+    /// Whether an fsync covering the push completed before this reply.
+    pub durable: bool,
 }
 
 /// One message of a batch: exactly one of `body` and `body_base64`.
@@ -68,6 +102,9 @@ pub struct BatchItem {
     /// Free-form string headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Goes to the head of its priority's ready order instead of the tail.
+    #[serde(default)]
+    pub at_head: bool,
 }
 
 /// The body of `POST /v1/queues/{queue}/batch`.
@@ -76,6 +113,8 @@ pub struct BatchItem {
 pub struct BatchRequest {
     /// The messages, pushed all or nothing, in this order.
     pub messages: Vec<BatchItem>,
+    /// What to wait for before replying (default: the server's `--fsync` policy).
+    pub durability: Option<DurabilityJson>,
 }
 
 /// The reply of a batch push.
@@ -88,18 +127,23 @@ pub struct BatchReply {
     /// Present when some items were duplicates: `true` at their positions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<Vec<bool>>,
+    /// Messages the queue holds after the push (ready, delayed and in flight).
+    pub length: u64,
+    /// Whether an fsync covering the push completed before this reply.
+    pub durable: bool,
 }
 
 /// Push options shared by both forms, as the wire gives them; the core checks their
 /// bounds (`godwit_core::validate`).
-struct PushOptions {
+struct MessageOptions {
     priority: Option<u8>,
     delay_ms: Option<u64>,
     ttl_ms: Option<u64>,
     dedup_id: Option<String>,
+    at_head: bool,
 }
 
-impl PushOptions {
+impl MessageOptions {
     /// The core's message: blank arguments (an empty dedup id, a zero delay) are absent.
     fn into_message(self, body: Bytes, headers: BTreeMap<String, String>) -> NewMessage {
         NewMessage {
@@ -112,7 +156,7 @@ impl PushOptions {
             ttl: self.ttl_ms.map(Duration::from_millis),
             dedup_id: self.dedup_id.filter(|id| !id.is_empty()),
             headers,
-            at_head: false,
+            at_head: self.at_head,
         }
     }
 }
@@ -171,25 +215,24 @@ pub async fn push(
     MessageHeaders(headers): MessageHeaders,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let options = PushOptions {
+    let options = MessageOptions {
         priority: query.priority,
         delay_ms: query.delay_ms,
         ttl_ms: query.ttl_ms,
         dedup_id: query.dedup_id,
+        at_head: query.at_head.unwrap_or(false),
     };
     let message = options.into_message(body, headers);
-    let outcome = app
+    let pushed = app
         .broker
-        .push(&queue, vec![message])
-        .await?
-        .first()
-        .copied()
-        .ok_or_else(|| {
-            ApiError::from_status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "push returned no outcome",
-            )
-        })?;
+        .push_with(&queue, vec![message], push_options(query.durability))
+        .await?;
+    let outcome = pushed.outcomes.first().copied().ok_or_else(|| {
+        ApiError::from_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "push returned no outcome",
+        )
+    })?;
     let status = if outcome.duplicate {
         StatusCode::OK
     } else {
@@ -199,6 +242,8 @@ pub async fn push(
         queue,
         id: outcome.id,
         duplicate: outcome.duplicate.then_some(true),
+        length: pushed.length,
+        durable: pushed.durable,
     };
     Ok((status, Json(reply)).into_response())
 }
@@ -241,7 +286,11 @@ pub async fn batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let outcomes = app.broker.push(&queue, messages).await?;
+    let pushed = app
+        .broker
+        .push_with(&queue, messages, push_options(request.durability))
+        .await?;
+    let outcomes = &pushed.outcomes;
     let fresh = outcomes.iter().filter(|o| !o.duplicate).count();
     let any_duplicate = fresh < outcomes.len();
     let status = if fresh == 0 {
@@ -253,6 +302,8 @@ pub async fn batch(
         queue,
         ids: outcomes.iter().map(|o| o.id).collect(),
         duplicate: any_duplicate.then(|| outcomes.iter().map(|o| o.duplicate).collect()),
+        length: pushed.length,
+        durable: pushed.durable,
     };
     Ok((status, Json(reply)).into_response())
 }
@@ -274,11 +325,12 @@ fn batch_message(item: BatchItem) -> Result<NewMessage, ApiError> {
             ))
         }
     };
-    let options = PushOptions {
+    let options = MessageOptions {
         priority: item.priority,
         delay_ms: item.delay_ms,
         ttl_ms: item.ttl_ms,
         dedup_id: item.dedup_id,
+        at_head: item.at_head,
     };
     Ok(options.into_message(body, item.headers))
 }
@@ -310,6 +362,7 @@ mod tests {
             ttl_ms: None,
             dedup_id: None,
             headers: BTreeMap::new(),
+            at_head: false,
         };
         assert!(batch_message(item(None, None)).is_err());
         assert!(batch_message(item(Some("a"), Some("YQ=="))).is_err());
@@ -320,11 +373,12 @@ mod tests {
 
     #[test]
     fn blank_options_are_absent_and_bounds_are_left_to_the_core() {
-        let opts = |priority, delay_ms, dedup_id: &str| PushOptions {
+        let opts = |priority, delay_ms, dedup_id: &str| MessageOptions {
             priority,
             delay_ms,
             ttl_ms: Some(5),
             dedup_id: Some(dedup_id.to_owned()),
+            at_head: false,
         };
         let m = opts(None, Some(0), "").into_message(Bytes::from_static(b"x"), BTreeMap::new());
         assert_eq!(m.priority, DEFAULT_PRIORITY);

@@ -32,6 +32,10 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
         Route::post("/v1/queues/{queue}/nack", consume::nack),
         Route::post("/v1/queues/{queue}/extend", consume::extend),
         Route::get("/v1/queues/{queue}/peek", consume::peek),
+        Route::post("/v1/queues/{queue}/move", consume::move_messages),
+        Route::get("/v1/queues/{queue}/range", consume::range),
+        Route::post("/v1/queues/{queue}/soft-get", consume::soft_get),
+        Route::delete("/v1/queues/{queue}/messages/{id}", consume::delete_message),
         Route::get("/v1/queues/{queue}/subscriptions", subscriptions::list),
         Route::put(
             "/v1/queues/{queue}/subscriptions/{name}",

@@ -1,7 +1,6 @@
 //! Queues as resources: create or configure, show, list, purge, delete.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use godwit_core::SettingsPatch;
 use serde::Serialize;
@@ -42,6 +41,13 @@ pub struct SettingsPatchDoc {
 pub struct PurgeReply {
     /// How many messages the default subscription lost.
     pub purged: u64,
+}
+
+/// The reply of a queue's deletion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DropReply {
+    /// How many messages the default subscription held.
+    pub dropped: u64,
 }
 
 /// Creates a queue or changes its settings; an empty body creates it with defaults.
@@ -133,7 +139,7 @@ pub async fn purge(
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "Deleted; how many messages it held", body = DropReply),
         (status = 400, description = "`invalid_name`: a bad queue name", body = ErrorBody),
         (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
@@ -142,7 +148,7 @@ pub async fn purge(
 pub async fn delete(
     State(app): State<AppState>,
     QueueName(queue): QueueName,
-) -> Result<StatusCode, ApiError> {
-    app.broker.drop_queue(&queue).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Json<DropReply>, ApiError> {
+    let dropped = app.broker.drop_queue(&queue).await?;
+    Ok(Json(DropReply { dropped }))
 }
