@@ -1,0 +1,266 @@
+//! The native API's list operations over real HTTP against the real binary: both ends,
+//! moves, range reads, soft gets, delete by id, and per-request durability, with their
+//! bad inputs; and `kill -9` proving what each acknowledged.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn push_all(s: &TestServer, queue: &str, bodies: &[&str]) {
+    for b in bodies {
+        s.push(queue, b).await;
+    }
+}
+
+async fn range(s: &TestServer, queue: &str, query: &str) -> Vec<String> {
+    let r = s.get(&format!("/v1/queues/{queue}/range?{query}")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    bodies(&r.messages())
+}
+
+#[tokio::test]
+async fn pushes_at_the_head_and_reads_from_the_tail() {
+    let s = TestServer::start(&[]).await;
+    push_all(&s, "l", &["a", "b"]).await;
+    let r = s.push_raw("l", "?at_head=true", b"h").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json["length"], 3, "{r:?}");
+    assert_eq!(range(&s, "l", "").await, vec!["h", "a", "b"]);
+
+    let peek = s.get("/v1/queues/l/peek?end=tail&max=2").await;
+    assert_eq!(bodies(&peek.messages()), vec!["b", "a"]);
+    let took = s.post("/v1/queues/l/take?end=tail").await;
+    assert_eq!(bodies(&took.messages()), vec!["b"]);
+    let leased = s.post("/v1/queues/l/lease?end=tail&max=1").await;
+    assert_eq!(bodies(&leased.messages()), vec!["a"]);
+    assert!(leased.messages()[0]["receipt"].is_string());
+    let took = s.post("/v1/queues/l/take?end=head").await;
+    assert_eq!(bodies(&took.messages()), vec!["h"]);
+
+    s.post("/v1/queues/l/take?end=middle")
+        .await
+        .assert_error(400, "invalid_query");
+    s.push_raw("l", "?at_head=maybe", b"x")
+        .await
+        .assert_error(400, "invalid_query");
+}
+
+#[tokio::test]
+async fn batches_push_at_the_head_and_report_length_and_durability() {
+    let s = TestServer::start(&["--fsync", "never"]).await;
+    let batch = json!({"messages": [{"body": "t1"}, {"body": "h1", "at_head": true}]});
+    let r = s.post_json("/v1/queues/b/batch", &batch).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        (r.json["length"].clone(), r.json["durable"].clone()),
+        (json!(2), json!(false)),
+        "under --fsync never a push is not on disk by default: {r:?}"
+    );
+    let batch = json!({"messages": [{"body": "t2"}], "durability": "fsync"});
+    let r = s.post_json("/v1/queues/b/batch", &batch).await;
+    assert_eq!(
+        (r.json["length"].clone(), r.json["durable"].clone()),
+        (json!(3), json!(true)),
+        "{r:?}"
+    );
+    assert_eq!(range(&s, "b", "start=0&stop=-1").await, vec!["h1", "t1", "t2"]);
+    let bad = json!({"messages": [{"body": "x"}], "durability": "eventually"});
+    s.post_json("/v1/queues/b/batch", &bad)
+        .await
+        .assert_error(400, "invalid_json");
+    s.push_raw("b", "?durability=sometimes", b"x")
+        .await
+        .assert_error(400, "invalid_query");
+}
+
+#[tokio::test]
+async fn ranges_count_from_either_end_and_refuse_too_many_at_once() {
+    let s = TestServer::start(&["--max-batch", "5"]).await;
+    push_all(&s, "r", &["m0", "m1", "m2", "m3", "m4", "m5"]).await;
+    assert_eq!(range(&s, "r", "start=1&stop=2").await, vec!["m1", "m2"]);
+    assert_eq!(range(&s, "r", "start=-2").await, vec!["m4", "m5"]);
+    assert_eq!(range(&s, "r", "start=3&stop=3").await, vec!["m3"]);
+    assert!(range(&s, "r", "start=4&stop=1").await.is_empty());
+    assert!(range(&s, "absent", "").await.is_empty());
+    let too_many = s.get("/v1/queues/r/range?start=0&stop=-1").await;
+    too_many.assert_error(400, "invalid_argument");
+    s.get("/v1/queues/r/range?start=zero")
+        .await
+        .assert_error(400, "invalid_query");
+    s.get("/v1/queues/r/range?stop=99999999999999999999")
+        .await
+        .assert_error(400, "invalid_query");
+    s.get("/v1/queues/r/range?subscription=nobody")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn moves_go_between_ends_and_survive_kill9() {
+    let mut s = TestServer::start(&[]).await;
+    push_all(&s, "src", &["a", "b", "c"]).await;
+    push_all(&s, "dst", &["x"]).await;
+    let r = s
+        .post("/v1/queues/src/move?to=dst&from_end=tail&to_end=head")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(bodies(&r.messages()), vec!["c"]);
+    let r = s.post("/v1/queues/src/move?to=dst").await;
+    assert_eq!(bodies(&r.messages()), vec!["a"]);
+    // The same queue on both sides rotates it.
+    push_all(&s, "ring", &["1", "2", "3"]).await;
+    s.post("/v1/queues/ring/move?to=ring&from_end=tail&to_end=head")
+        .await;
+    let empty = s.post("/v1/queues/nothing/move?to=dst").await;
+    assert_eq!((empty.status, empty.messages().len()), (200, 0));
+
+    s.post("/v1/queues/src/move").await.assert_error(400, "invalid_query");
+    s.post("/v1/queues/src/move?to=")
+        .await
+        .assert_error(400, "invalid_name");
+    s.post("/v1/queues/src/move?to=dst&to_end=side")
+        .await
+        .assert_error(400, "invalid_query");
+
+    s.kill9();
+    s.restart().await;
+    assert_eq!(range(&s, "dst", "").await, vec!["c", "x", "a"]);
+    assert_eq!(range(&s, "src", "").await, vec!["b"]);
+    assert_eq!(range(&s, "ring", "").await, vec!["3", "1", "2"]);
+}
+
+#[tokio::test]
+async fn a_blocking_move_is_served_by_a_later_push() {
+    let s = TestServer::start(&[]).await;
+    let url = s.url("/v1/queues/jobs/move?to=working&wait_ms=10000");
+    let waiter = tokio::spawn(async move {
+        let r = reqwest::Client::new().post(url).send().await.unwrap();
+        r.json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    s.push("jobs", "job-1").await;
+    let got = waiter.await.unwrap();
+    assert_eq!(got["messages"][0]["body"], "job-1", "{got}");
+    assert_eq!(range(&s, "working", "").await, vec!["job-1"]);
+    assert_eq!(s.stats("jobs").await["ready"], 0);
+}
+
+#[tokio::test]
+async fn soft_gets_count_durably_and_consume_nothing() {
+    let mut s = TestServer::start(&[]).await;
+    let none = s.post("/v1/queues/sg/soft-get").await;
+    assert_eq!((none.status, none.messages().len()), (200, 0), "{none:?}");
+    push_all(&s, "sg", &["first", "second"]).await;
+    for n in 1..=2 {
+        let r = s.post("/v1/queues/sg/soft-get").await;
+        let m = &r.messages()[0];
+        assert_eq!((m["body"].clone(), m["soft_gets"].clone()), (json!("first"), json!(n)));
+    }
+    s.kill9();
+    s.restart().await;
+    let r = s.post("/v1/queues/sg/soft-get").await;
+    assert_eq!(r.messages()[0]["soft_gets"], 3, "{r:?}");
+    let taken = s.take("sg", 2).await;
+    assert_eq!(bodies(&taken), vec!["first", "second"]);
+    assert_eq!(taken[0]["soft_gets"], 3);
+    s.post("/v1/queues/sg/soft-get?subscription=nobody")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn delete_by_id_removes_one_message_wherever_it_is() {
+    let mut s = TestServer::start(&[]).await;
+    push_all(&s, "d", &["a", "b", "c"]).await;
+    let leased = s.post("/v1/queues/d/lease").await.messages();
+    assert_eq!(leased[0]["id"], 1);
+    let r = s.delete("/v1/queues/d/messages/1").await;
+    assert_eq!((r.status, r.json.clone()), (200, json!({"deleted": 1})), "{r:?}");
+    let r = s.delete("/v1/queues/d/messages/3").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    s.delete("/v1/queues/d/messages/3")
+        .await
+        .assert_error(404, "not_found");
+    s.delete("/v1/queues/d/messages/-1")
+        .await
+        .assert_error(400, "invalid_argument");
+    s.delete("/v1/queues/d/messages/18446744073709551616")
+        .await
+        .assert_error(400, "invalid_argument");
+    s.delete("/v1/queues/none/messages/1")
+        .await
+        .assert_error(404, "not_found");
+    // The deleted lease's receipt acks nothing.
+    let receipt = leased[0]["receipt"].clone();
+    let ack = s
+        .post_json("/v1/queues/d/ack", &json!({"receipts": [receipt]}))
+        .await;
+    assert_eq!(ack.json, json!({"acked": 0}));
+    assert_eq!(s.stats("d").await["total_deleted"], 2);
+
+    s.kill9();
+    s.restart().await;
+    assert_eq!(bodies(&s.take("d", 10).await), vec!["b"]);
+}
+
+/// Under `--fsync never`, concurrent pushes that ask for `durability=fsync` wait for
+/// an fsync of their own (the fsync histogram counts them) and say `durable: true`;
+/// the others say `durable: false`. After `kill -9` every acknowledged push of both
+/// kinds is there. (A `kill -9` leaves the page cache, so it cannot tell the two
+/// apart: what this proves is that asking for less never loses what asked for more,
+/// and that the fsyncs asked for really happen.)
+#[tokio::test]
+async fn fsync_pushes_among_written_ones_are_synced_and_all_survive_kill9() {
+    let mut s = TestServer::start(&["--fsync", "never"]).await;
+    let fsyncs = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("godwit_fsync_seconds_count "))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let metrics = |s: &TestServer| {
+        let url = s.url("/metrics");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let before = fsyncs(&metrics(&s).await);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let client = client.clone();
+        let base = s.url("/v1/queues/mixed/messages");
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..40 {
+                let durability = if (w + i) % 2 == 0 { "fsync" } else { "written" };
+                let body = format!("{w}-{i}-{durability}");
+                let r = client
+                    .post(format!("{base}?durability={durability}"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["durable"], json!(durability == "fsync"), "{v}");
+                acked.push(body);
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let synced = fsyncs(&metrics(&s).await) - before;
+    assert!(
+        (1..=160).contains(&synced),
+        "160 fsync pushes make at least one fsync and at most one each: {synced}"
+    );
+    s.kill9();
+    s.restart().await;
+    let mut got = bodies(&s.drain("mixed", 1000).await);
+    got.sort();
+    acked.sort();
+    assert_eq!(got, acked);
+}
