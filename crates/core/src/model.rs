@@ -43,6 +43,10 @@ pub struct NewMessage {
     /// Insert at the head of the queue instead of the tail (Redis `LPUSH` on a queue read
     /// with `RPOP`, Kestrel abort).
     pub at_head: bool,
+    /// Not added when the queue's default subscription still holds a message with an
+    /// equal body (ready, delayed or in flight): the outcome is then a duplicate naming
+    /// that message (MessageQueue `SADD`, memcached `add`).
+    pub unique: bool,
 }
 
 impl NewMessage {
@@ -56,6 +60,7 @@ impl NewMessage {
             dedup_id: None,
             headers: BTreeMap::new(),
             at_head: false,
+            unique: false,
         }
     }
 }
@@ -112,7 +117,8 @@ pub struct PushReply {
 pub struct PushOutcome {
     /// The message's id in its queue (the original's id for a duplicate).
     pub id: u64,
-    /// True when the dedup id matched a message pushed within the window.
+    /// True when the message was not added: its dedup id matched a message pushed
+    /// within the window, or (a unique push) its body equals one still queued.
     pub duplicate: bool,
 }
 

@@ -48,6 +48,17 @@ pub struct PushRecord {
     pub body: Bytes,
     /// Goes to the head of the ready order instead of the tail.
     pub at_head: bool,
+    /// The body's [`body_hash`], when the pusher computed it before taking the lock.
+    /// Not stored: replay computes it from the body.
+    #[serde(skip)]
+    pub body_hash: Option<u64>,
+}
+
+/// The hash the value index keys bodies by: XXH3-64, a stable function (it is kept in
+/// checkpoints). Equal hashes are only candidates: the bodies are compared before any
+/// answer depends on them.
+pub fn body_hash(body: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(body)
 }
 
 /// Why a message left a subscription.

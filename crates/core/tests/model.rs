@@ -8,7 +8,9 @@
 //! from either end of a subscription to either end of a second queue (confirmed or
 //! dropped), deletes by id, soft gets and range reads by position. Every reply, the
 //! ready order of both subscriptions and of the second queue (by peek and by range),
-//! soft-get counters and the counters are compared after every step.
+//! soft-get counters and the counters are compared after every step. Unique pushes and
+//! removes by value run against the value index, and after every step `contains` of
+//! every body pushed so far must agree with a scan of the model.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +66,10 @@ enum Step {
     SoftGet(usize),
     /// A range read by position of a subscription.
     Range(usize, i64, i64),
+    /// A unique push of the body of message `k` (modulo the ids so far, or a new one).
+    UniquePush(u64),
+    /// Removes by value (the body of message `k`) up to a count from an end.
+    RemoveValue(usize, u64, i64),
     Lease(usize, usize, u64),
     /// A read whose delivery is dropped unconfirmed (after `written()` if the flag says).
     Drop {
@@ -115,6 +121,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..2, prop::collection::vec(0u64..40, 1..3)).prop_map(|(sub, ids)| Step::Delete(sub, ids)),
         1 => (0usize..2).prop_map(Step::SoftGet),
         1 => (0usize..2, -12i64..12, -12i64..12).prop_map(|(sub, a, b)| Step::Range(sub, a, b)),
+        2 => (0u64..60).prop_map(Step::UniquePush),
+        1 => (0usize..2, 0u64..60, -2i64..3).prop_map(|(sub, k, n)| Step::RemoveValue(sub, k, n)),
         3 => (0usize..2, 1usize..4, 50u64..300).prop_map(|(sub, n, v)| Step::Lease(sub, n, v)),
         2 => (0usize..2, 1usize..4, kind(), any::<bool>())
             .prop_map(|(sub, max, kind, written)| Step::Drop { sub, max, kind, written }),
@@ -328,17 +336,21 @@ fn open(store: &Arc<MemoryStorage>, clock: &Arc<ManualClock>) -> (Broker, Arc<Fa
 /// and each body is the one pushed with that id. `want` is as the model held them (one
 /// delivery fewer than shown).
 fn same_messages(got: &[Message], want: &[M]) -> Result<(), TestCaseError> {
-    let got_ids: Vec<(u64, u32)> = got.iter().map(|m| (m.id, m.deliveries)).collect();
-    let want_ids: Vec<(u64, u32)> = want.iter().map(|m| (m.id, m.deliveries + 1)).collect();
-    prop_assert_eq!(got_ids, want_ids);
-    check_bodies(got)
+    let got: Vec<(u64, u32, Vec<u8>)> = got
+        .iter()
+        .map(|m| (m.id, m.deliveries, m.body.to_vec()))
+        .collect();
+    let want: Vec<(u64, u32, Vec<u8>)> = want
+        .iter()
+        .map(|m| (m.id, m.deliveries + 1, body(m.origin)))
+        .collect();
+    prop_assert_eq!(got, want);
+    Ok(())
 }
 
-fn check_bodies(got: &[Message]) -> Result<(), TestCaseError> {
-    for m in got {
-        prop_assert_eq!(m.body.to_vec(), format!("body-{}", m.id).into_bytes());
-    }
-    Ok(())
+/// The body of the message first pushed as id `origin`.
+fn body(origin: u64) -> Vec<u8> {
+    format!("body-{origin}").into_bytes()
 }
 
 /// Ids, delivery and soft-get counts of messages as shown, and their bodies' origin.
@@ -351,10 +363,7 @@ fn shown(got: &[Message]) -> Vec<(u64, u32, u32, Vec<u8>)> {
 /// The same of model messages.
 fn modelled(want: &[M]) -> Vec<(u64, u32, u32, Vec<u8>)> {
     want.iter()
-        .map(|m| {
-            let body = format!("body-{}", m.origin).into_bytes();
-            (m.id, m.deliveries, m.soft_gets, body)
-        })
+        .map(|m| (m.id, m.deliveries, m.soft_gets, body(m.origin)))
         .collect()
 }
 
@@ -458,6 +467,28 @@ impl World {
             self.dead_receipts(h.which, &got);
         }
         Ok(())
+    }
+
+    /// Ids of the messages subscription `which` holds (ready, delayed, in flight or in
+    /// a held delivery) with the body of `origin`, in id order.
+    fn holding(&self, which: usize, origin: u64) -> Vec<u64> {
+        let s = &self.model.subs[which];
+        let mut ids: Vec<u64> = s
+            .ready
+            .iter()
+            .chain(s.delayed.iter().map(|(_, m)| m))
+            .chain(s.leased.values().map(|l| &l.m))
+            .chain(
+                self.held
+                    .iter()
+                    .filter(|h| h.which == which)
+                    .flat_map(|h| h.picked.iter()),
+            )
+            .filter(|m| m.origin == origin)
+            .map(|m| m.id)
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Receipts of a lease never confirmed: they must ack nothing.
@@ -592,9 +623,9 @@ impl World {
                 let head = sub.ordered().first().map(|m| m.id);
                 prop_assert_eq!(got.as_ref().map(|m| m.id), head, "soft get");
                 if let Some(got) = got {
-                    check_bodies(std::slice::from_ref(&got))?;
                     let m = sub.ready.iter_mut().find(|m| m.id == got.id).unwrap();
                     m.soft_gets += 1;
+                    prop_assert_eq!(got.body.to_vec(), body(m.origin));
                     prop_assert_eq!(got.soft_gets, m.soft_gets, "soft-get counter");
                 }
             }
@@ -604,7 +635,6 @@ impl World {
                     .range(Q, sub_name(which).as_deref(), start, stop)
                     .await
                     .unwrap();
-                check_bodies(&got)?;
                 let order = self.model.subs[which].ordered();
                 let len = order.len() as i64;
                 let norm = |i: i64| if i < 0 { len + i } else { i };
@@ -619,6 +649,69 @@ impl World {
                 };
                 let got: Vec<u64> = got.iter().map(|m| m.id).collect();
                 prop_assert_eq!(got, want, "range {}..={}", start, stop);
+            }
+            Step::UniquePush(k) => {
+                // The body of an earlier message (maybe still held, maybe gone), or
+                // one never pushed.
+                let origin = k % (self.model.next_id + 1) + 1;
+                let mut msg = NewMessage::new(body(origin));
+                msg.unique = true;
+                let out = self.broker.push(Q, vec![msg]).await.unwrap();
+                let held = self.holding(0, origin);
+                match held.first() {
+                    Some(id) => {
+                        prop_assert_eq!(
+                            (out[0].id, out[0].duplicate),
+                            (*id, true),
+                            "unique push refused"
+                        );
+                    }
+                    None => {
+                        let model = &mut self.model;
+                        prop_assert_eq!(
+                            (out[0].id, out[0].duplicate),
+                            (model.next_id, false),
+                            "unique push added"
+                        );
+                        let m = M {
+                            id: model.next_id,
+                            priority: DEFAULT_PRIORITY,
+                            deliveries: 0,
+                            soft_gets: 0,
+                            origin,
+                            expires: 0,
+                            key: 0,
+                        };
+                        model.next_id += 1;
+                        model.subs.iter_mut().for_each(|s| s.push_tail(m));
+                    }
+                }
+            }
+            Step::RemoveValue(which, k, count) => {
+                let origin = k % (self.model.next_id + 1) + 1;
+                let n = self
+                    .broker
+                    .remove_value(Q, sub_name(which).as_deref(), &body(origin), count)
+                    .await
+                    .unwrap();
+                let sub = &mut self.model.subs[which];
+                let mut order = sub.ordered();
+                if count < 0 {
+                    order.reverse();
+                }
+                let max = if count == 0 {
+                    usize::MAX
+                } else {
+                    count.unsigned_abs() as usize
+                };
+                let gone: Vec<u64> = order
+                    .iter()
+                    .filter(|m| m.origin == origin)
+                    .take(max)
+                    .map(|m| m.id)
+                    .collect();
+                sub.ready.retain(|m| !gone.contains(&m.id));
+                prop_assert_eq!(n, gone.len() as u64, "removed by value");
             }
             Step::Lease(which, max, vis) | Step::SessionLease(which, max, vis) => {
                 let kind = match step {
@@ -854,6 +947,24 @@ impl World {
                 .await
                 .unwrap();
             prop_assert_eq!(shown(&ranged), want, "range of subscription {}", which);
+        }
+        // The value index agrees with a scan of the model, for every body so far.
+        for which in 0..2 {
+            for origin in 1..=model.next_id {
+                let held = !self.holding(which, origin).is_empty();
+                let found = self
+                    .broker
+                    .contains(Q, sub_name(which).as_deref(), &body(origin))
+                    .await
+                    .unwrap();
+                prop_assert_eq!(
+                    found,
+                    held,
+                    "contains body-{} in subscription {}",
+                    origin,
+                    which
+                );
+            }
         }
         let peeked = self.broker.peek(DST, 1000, None).await.unwrap();
         prop_assert_eq!(

@@ -64,7 +64,10 @@ async fn batches_push_at_the_head_and_report_length_and_durability() {
         (json!(3), json!(true)),
         "{r:?}"
     );
-    assert_eq!(range(&s, "b", "start=0&stop=-1").await, vec!["h1", "t1", "t2"]);
+    assert_eq!(
+        range(&s, "b", "start=0&stop=-1").await,
+        vec!["h1", "t1", "t2"]
+    );
     let bad = json!({"messages": [{"body": "x"}], "durability": "eventually"});
     s.post_json("/v1/queues/b/batch", &bad)
         .await
@@ -115,7 +118,9 @@ async fn moves_go_between_ends_and_survive_kill9() {
     let empty = s.post("/v1/queues/nothing/move?to=dst").await;
     assert_eq!((empty.status, empty.messages().len()), (200, 0));
 
-    s.post("/v1/queues/src/move").await.assert_error(400, "invalid_query");
+    s.post("/v1/queues/src/move")
+        .await
+        .assert_error(400, "invalid_query");
     s.post("/v1/queues/src/move?to=")
         .await
         .assert_error(400, "invalid_name");
@@ -155,7 +160,10 @@ async fn soft_gets_count_durably_and_consume_nothing() {
     for n in 1..=2 {
         let r = s.post("/v1/queues/sg/soft-get").await;
         let m = &r.messages()[0];
-        assert_eq!((m["body"].clone(), m["soft_gets"].clone()), (json!("first"), json!(n)));
+        assert_eq!(
+            (m["body"].clone(), m["soft_gets"].clone()),
+            (json!("first"), json!(n))
+        );
     }
     s.kill9();
     s.restart().await;
@@ -176,7 +184,11 @@ async fn delete_by_id_removes_one_message_wherever_it_is() {
     let leased = s.post("/v1/queues/d/lease").await.messages();
     assert_eq!(leased[0]["id"], 1);
     let r = s.delete("/v1/queues/d/messages/1").await;
-    assert_eq!((r.status, r.json.clone()), (200, json!({"deleted": 1})), "{r:?}");
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (200, json!({"deleted": 1})),
+        "{r:?}"
+    );
     let r = s.delete("/v1/queues/d/messages/3").await;
     assert_eq!(r.status, 200, "{r:?}");
     s.delete("/v1/queues/d/messages/3")
@@ -263,4 +275,83 @@ async fn fsync_pushes_among_written_ones_are_synced_and_all_survive_kill9() {
     got.sort();
     acked.sort();
     assert_eq!(got, acked);
+}
+
+async fn contains(s: &TestServer, queue: &str, body: &str) -> bool {
+    let r = s
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/queues/{queue}/contains"),
+            Some((body.as_bytes().to_vec(), "application/octet-stream")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json["contains"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn the_value_index_answers_unique_pushes_membership_and_removal_across_restarts() {
+    let mut s = TestServer::start(&[]).await;
+    let r = s.push_raw("set", "?unique=true", b"red").await;
+    assert_eq!((r.status, r.json["id"].clone()), (201, json!(1)), "{r:?}");
+    let again = s.push_raw("set", "?unique=true", b"red").await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        (
+            again.json["id"].clone(),
+            again.json["duplicate"].clone(),
+            again.json["length"].clone()
+        ),
+        (json!(1), json!(true), json!(1))
+    );
+    // Without `unique` an equal body is simply another message.
+    s.push("set", "red").await;
+    let batch = json!({"messages": [
+        {"body": "green", "unique": true},
+        {"body": "green", "unique": true},
+        {"body_base64": "/wA=", "unique": true},
+    ]});
+    let r = s.post_json("/v1/queues/set/batch", &batch).await;
+    assert_eq!(r.json["duplicate"], json!([false, true, false]), "{r:?}");
+    assert!(contains(&s, "set", "green").await);
+    assert!(!contains(&s, "set", "blue").await);
+    assert!(!contains(&s, "nothing", "red").await);
+
+    // SIGTERM writes a checkpoint: the index comes back from it.
+    s.terminate().await;
+    s.restart().await;
+    assert!(contains(&s, "set", "red").await);
+    let r = s.push_raw("set", "?unique=true", b"green").await;
+    assert_eq!(r.json["duplicate"], true, "{r:?}");
+
+    // LREM: two reds, remove one from the tail, then every one.
+    let remove = |count: i64| json!({"body": "red", "count": count});
+    let r = s.post_json("/v1/queues/set/remove", &remove(-1)).await;
+    assert_eq!(r.json, json!({"removed": 1}), "{r:?}");
+    assert_eq!(range(&s, "set", "").await[0], "red", "the head red stays");
+    let r = s.post_json("/v1/queues/set/remove", &remove(0)).await;
+    assert_eq!(r.json, json!({"removed": 1}), "{r:?}");
+    assert!(!contains(&s, "set", "red").await);
+    let binary = json!({"body_base64": "/wA="});
+    assert_eq!(
+        s.post_json("/v1/queues/set/remove", &binary).await.json["removed"],
+        1
+    );
+    let both = json!({"body": "a", "body_base64": "YQ=="});
+    s.post_json("/v1/queues/set/remove", &both)
+        .await
+        .assert_error(400, "invalid_argument");
+    let huge = json!({"body": "a", "count": 1e30});
+    s.post_json("/v1/queues/set/remove", &huge)
+        .await
+        .assert_error(400, "invalid_json");
+
+    // After kill -9 the log replays into the same index.
+    s.kill9();
+    s.restart().await;
+    assert!(contains(&s, "set", "green").await);
+    assert!(!contains(&s, "set", "red").await);
+    let r = s.push_raw("set", "?unique=true", b"red").await;
+    assert_eq!(r.status, 201, "a removed value can come back: {r:?}");
+    assert_eq!(range(&s, "set", "").await, vec!["green", "red"]);
 }

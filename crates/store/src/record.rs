@@ -107,6 +107,7 @@ mod tests {
             headers: Default::default(),
             body: bytes::Bytes::from_static(body),
             at_head: false,
+            body_hash: None,
         })
     }
 

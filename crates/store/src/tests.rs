@@ -22,6 +22,7 @@ fn push(id: u64) -> Op {
         headers: Default::default(),
         body: bytes::Bytes::from_static(b"body"),
         at_head: false,
+        body_hash: None,
     })
 }
 

@@ -56,6 +56,7 @@ fn push(queue: &str, id: u64, body: &str) -> PushRecord {
         headers: BTreeMap::from([("trace".to_string(), format!("t{id}"))]),
         body: bytes::Bytes::from(body.to_string()),
         at_head: id == 3,
+        body_hash: None,
     }
 }
 

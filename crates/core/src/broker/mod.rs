@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::name::{validate_queue, validate_subscription};
-use crate::op::{Op, RemoveReason};
+use crate::op::{body_hash, Op, RemoveReason};
 use crate::state::{Meta, ReadMode, State, DEFAULT_SUB};
 use crate::storage::{Storage, StorageError, Ticket};
 use crate::validate;
@@ -217,7 +217,9 @@ impl Broker {
         if let Some(why) = self.inner.storage.disk_low() {
             return Err(Error::DiskFull(why));
         }
-        let (ticket, outcomes, length) = self.inner.combined_push(queue, messages).await?;
+        // Hashed here, before the lock, for the value index.
+        let hashes = messages.iter().map(|m| body_hash(&m.body)).collect();
+        let (ticket, outcomes, length) = self.inner.combined_push(queue, messages, hashes).await?;
         let syncs = self.inner.storage.syncs_appends();
         let durability = opts.durability.unwrap_or(if syncs {
             Durability::Fsync
@@ -499,6 +501,95 @@ impl Broker {
         };
         self.inner.wait(ticket).await?;
         Ok(delivery::load(pinned, None, sub).pop())
+    }
+
+    /// Whether the subscription holds a message (ready, delayed or in flight) whose
+    /// body equals `body` (Redis `SISMEMBER`). Candidates are found by hash and their
+    /// stored bodies compared, outside the lock.
+    pub async fn contains(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+        body: &[u8],
+    ) -> Result<bool> {
+        Ok(!self
+            .equal_bodies(queue, subscription, body, true)
+            .await?
+            .is_empty())
+    }
+
+    /// Removes up to `count.unsigned_abs()` ready messages whose body equals `body`,
+    /// from the head when `count > 0`, from the tail when `count < 0`, every one when
+    /// `count == 0` (Redis `LREM`); returns how many. Leased and delayed messages are
+    /// left alone.
+    pub async fn remove_value(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+        body: &[u8],
+        count: i64,
+    ) -> Result<u64> {
+        let sub = sub_name(subscription)?;
+        let equal = self.equal_bodies(queue, subscription, body, false).await?;
+        if equal.is_empty() {
+            return Ok(0);
+        }
+        let end = if count < 0 { End::Tail } else { End::Head };
+        let max = match count {
+            0 => usize::MAX,
+            n => usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX),
+        };
+        let (ticket, n) = {
+            let (mut core, now) = self.inner.lock_swept(&[queue])?;
+            // Ids name immutable bodies: those compared equal still are, wherever
+            // they are now.
+            let ids = core.state.ready_among(queue, sub, &equal, end, max, now);
+            let n = ids.len() as u64;
+            let ops = if ids.is_empty() {
+                Vec::new()
+            } else {
+                vec![Op::Remove {
+                    queue: queue.to_string(),
+                    sub: sub.to_string(),
+                    ids,
+                    reason: RemoveReason::Deleted,
+                }]
+            };
+            (self.inner.commit(&mut core, ops)?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Ids of held messages whose stored body equals `body` (the first one only when
+    /// `first` is set): candidates by hash under the lock, bodies read after it.
+    async fn equal_bodies(
+        &self,
+        queue: &str,
+        subscription: Option<&str>,
+        body: &[u8],
+        first: bool,
+    ) -> Result<std::collections::BTreeSet<u64>> {
+        validate_queue(queue)?;
+        let sub = sub_name(subscription)?;
+        let hash = body_hash(body);
+        let pinned = {
+            let (core, _) = self.inner.lock_swept(&[queue])?;
+            require_sub(&core.state, queue, sub)?;
+            let metas = core.state.with_hash(queue, sub, hash);
+            self.inner.pin(&metas)
+        };
+        let mut equal = std::collections::BTreeSet::new();
+        for (meta, record) in pinned {
+            let record = record.and_then(|r| r.read()).map_err(Error::Storage)?;
+            if record.body == body {
+                equal.insert(meta.id);
+                if first {
+                    break;
+                }
+            }
+        }
+        Ok(equal)
     }
 
     /// Deletes messages by id wherever they are in the subscription (ready, delayed or

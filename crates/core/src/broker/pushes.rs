@@ -42,6 +42,8 @@ type Reply = oneshot::Sender<Pushed>;
 pub(super) struct Pending {
     queue: String,
     messages: Vec<NewMessage>,
+    /// The messages' body hashes, computed before the lock.
+    hashes: Vec<u64>,
     reply: Reply,
 }
 
@@ -73,7 +75,12 @@ fn lane_of_this_thread() -> usize {
 impl Inner {
     /// Queues a push and, when no other thread is combining, applies every queued push.
     /// Returns the push's ticket and outcomes once they are applied (not yet durable).
-    pub(super) async fn combined_push(&self, queue: &str, messages: Vec<NewMessage>) -> Pushed {
+    pub(super) async fn combined_push(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        hashes: Vec<u64>,
+    ) -> Pushed {
         let (reply, result) = oneshot::channel();
         let lane = lane_of_this_thread();
         let leader = {
@@ -81,6 +88,7 @@ impl Inner {
             pushes.push(Pending {
                 queue: queue.to_string(),
                 messages,
+                hashes,
                 reply,
             });
             pushes.len() == 1
@@ -121,7 +129,7 @@ impl Inner {
         let mut replies: Vec<_> = batch
             .into_iter()
             .map(|p| {
-                let result = self.push_locked(&mut core, &p.queue, p.messages);
+                let result = self.push_locked(&mut core, &p.queue, p.messages, &p.hashes);
                 (p.reply, result)
             })
             .collect();
@@ -153,9 +161,27 @@ impl Inner {
     }
 
     /// One push under the lock: plan, commit, and the retention it triggers.
-    fn push_locked(&self, core: &mut Core, queue: &str, messages: Vec<NewMessage>) -> Pushed {
+    fn push_locked(
+        &self,
+        core: &mut Core,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        hashes: &[u64],
+    ) -> Pushed {
         let now = self.clock.now_ms();
-        let (ops, outcomes) = core.state.plan_push(queue, messages, now)?;
+        let deferred = core.deferred.is_some();
+        // A unique push compares bodies whose hashes match: read the stored one (after
+        // writing what this batch deferred, which may hold it).
+        let mut same_body = |loc, body: &bytes::Bytes| -> Result<bool> {
+            if deferred {
+                self.storage.flush_deferred().map_err(|e| self.fail(e))?;
+            }
+            let stored = self.storage.read(loc).map_err(|e| self.fail(e))?;
+            Ok(stored.body == *body)
+        };
+        let (ops, outcomes) = core
+            .state
+            .plan_push(queue, messages, hashes, now, &mut same_body)?;
         let mut ticket = self.commit(core, ops)?;
         if let Some(op) = core.state.plan_retention(queue, now) {
             ticket = self.commit(core, vec![op])?;

@@ -152,11 +152,12 @@ impl Lane {
         Some(meta)
     }
 
-    /// Whether the lane holds `id`.
-    pub(crate) fn contains(&self, id: u64) -> bool {
+    /// The message with `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<&Meta> {
         self.chunks
             .iter()
-            .any(|c| c.may_hold(id) && c.metas.iter().any(|m| m.id == id))
+            .filter(|c| c.may_hold(id))
+            .find_map(|c| c.metas.iter().find(|m| m.id == id))
     }
 
     /// The message with `id`, mutably (its counters change in place).
@@ -223,6 +224,7 @@ mod tests {
             body_len: 0,
             deliveries: 0,
             soft_gets: 0,
+            hash: 0,
             priority: 0,
         }
     }

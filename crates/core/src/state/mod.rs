@@ -16,8 +16,9 @@
 //! | `plan.rs` | the planners: which ops an operation needs |
 //! | here | `State`, `apply`, relocation and the read-only views |
 //!
-//! Memory per queued message is one [`Meta`] (48 bytes) per subscription holding it;
-//! bodies, headers and dedup ids stay in the store.
+//! Memory per queued message is one [`Meta`] (56 bytes) and one value-index entry (a
+//! `(hash, id)` pair in a B-tree, about 24 bytes) per subscription holding it; bodies,
+//! headers and dedup ids stay in the store.
 
 mod lane;
 mod live;
@@ -59,6 +60,8 @@ pub struct Meta {
     pub deliveries: u16,
     /// Soft gets so far (saturating).
     pub soft_gets: u16,
+    /// The body's hash ([`crate::op::body_hash`]), for the value index.
+    pub hash: u64,
     /// 0..=9.
     pub priority: u8,
 }
@@ -170,6 +173,9 @@ impl State {
                     body_len: u32::try_from(rec.body.len()).unwrap_or(u32::MAX),
                     deliveries: 0,
                     soft_gets: 0,
+                    hash: rec
+                        .body_hash
+                        .unwrap_or_else(|| crate::op::body_hash(&rec.body)),
                     priority: rec.priority.min(MAX_PRIORITY),
                 };
                 let q = queue_entry(&mut self.queues, &mut self.retired, &rec.queue);
@@ -533,6 +539,44 @@ impl State {
             out.reverse();
             out
         }
+    }
+
+    /// The messages a subscription holds (ready, delayed or in flight) whose body hash
+    /// is `hash`: candidates for a value, to be compared by body.
+    pub fn with_hash(&self, queue: &str, sub: &str, hash: u64) -> Vec<Meta> {
+        let Some(s) = self.queues.get(queue).and_then(|q| q.subs.get(sub)) else {
+            return Vec::new();
+        };
+        s.with_hash(hash)
+            .filter_map(|id| s.find(id))
+            .copied()
+            .collect()
+    }
+
+    /// Of `ids`, the ready messages a read could take now (unreserved, unexpired), in
+    /// order from `end`, at most `max`.
+    pub fn ready_among(
+        &self,
+        queue: &str,
+        sub: &str,
+        ids: &BTreeSet<u64>,
+        end: End,
+        max: usize,
+        now: u64,
+    ) -> Vec<u64> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let floor = q.log_floor;
+        let Some(s) = q.subs.get(sub) else {
+            return Vec::new();
+        };
+        s.ready_from(end)
+            .filter(|m| ids.contains(&m.id) && !m.expired(now) && m.id >= floor)
+            .filter(|m| !s.is_reserved(m.id))
+            .take(max)
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Of `ids`, those the subscription holds (ready, delayed or in flight), once each.

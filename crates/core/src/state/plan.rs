@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use super::{DeliveryId, Meta, State};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -40,23 +42,35 @@ pub(crate) struct Reserved {
 }
 
 impl State {
-    /// Decides the push ops for `messages` (validated) at `now`. Duplicates produce no
-    /// op. May add an overflow `Remove` first when the queue drops its oldest.
+    /// Decides the push ops for `messages` (validated; `hashes[i]` is the body hash of
+    /// `messages[i]`) at `now`. Duplicates produce no op. May add an overflow `Remove`
+    /// first when the queue drops its oldest. A unique push whose hash matches a held
+    /// message asks `same_body` whether the stored body (at that location) equals its
+    /// own: a hash match alone never refuses a push.
     pub fn plan_push(
         &self,
         queue: &str,
         messages: Vec<NewMessage>,
+        hashes: &[u64],
         now: u64,
+        same_body: &mut dyn FnMut(crate::op::Location, &Bytes) -> Result<bool>,
     ) -> Result<(Vec<Op>, Vec<PushOutcome>)> {
         let q = self.queues.get(queue);
         let default_settings = QueueSettings::default();
         let settings = q.map_or(&default_settings, |q| &q.settings);
         let mut next_id = self.next_id_of(queue);
         let mut seen_in_batch: HashMap<&str, u64> = HashMap::new();
+        // Bodies added by this batch, by hash: a later unique push in it compares here.
+        let mut added: HashMap<u64, Vec<(u64, &Bytes)>> = HashMap::new();
+        let any_unique = messages.iter().any(|m| m.unique);
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut pushes = Vec::with_capacity(messages.len());
         let mut new_bytes = 0u64;
-        for m in &messages {
+        for (i, m) in messages.iter().enumerate() {
+            let hash = hashes
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| crate::op::body_hash(&m.body));
             if let Some(key) = m.dedup_id.as_deref() {
                 let earlier = seen_in_batch.get(key).copied().or_else(|| {
                     q.and_then(|q| q.dedup.get(key))
@@ -71,6 +85,33 @@ impl State {
                     continue;
                 }
                 seen_in_batch.insert(key, next_id);
+            }
+            if m.unique {
+                let mut equal = added
+                    .get(&hash)
+                    .and_then(|v| v.iter().find(|(_, b)| **b == m.body))
+                    .map(|(id, _)| *id);
+                if equal.is_none() {
+                    if let Some(sub) = q.map(|q| q.default_sub()) {
+                        for id in sub.with_hash(hash) {
+                            let Some(held) = sub.find(id) else { continue };
+                            if same_body(held.loc, &m.body)? {
+                                equal = Some(id);
+                                break;
+                            }
+                        }
+                    }
+                }
+                if let Some(id) = equal {
+                    outcomes.push(PushOutcome {
+                        id,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+            }
+            if any_unique {
+                added.entry(hash).or_default().push((next_id, &m.body));
             }
             outcomes.push(PushOutcome {
                 id: next_id,
@@ -92,6 +133,7 @@ impl State {
                 headers: m.headers.clone(),
                 body: m.body.clone(),
                 at_head: m.at_head,
+                body_hash: Some(hash),
             }));
             next_id = next_id.saturating_add(1);
         }
@@ -434,4 +476,109 @@ fn lease_op(queue: &str, sub: &str, ids: Vec<u64>, until_ms: u64, first_token: u
 /// Milliseconds of an optional duration, saturating (validation bounds it far below).
 fn duration_ms(d: Option<std::time::Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::op::Location;
+
+    /// A record whose body hash is forced, as a collision would make it.
+    fn pushed(id: u64, body: &'static str, hash: u64) -> Op {
+        Op::Push(PushRecord {
+            queue: "q".into(),
+            id,
+            created_at_ms: 1,
+            priority: DEFAULT_PRIORITY,
+            not_before_ms: 1,
+            expires_at_ms: 0,
+            dedup_id: None,
+            headers: BTreeMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+            at_head: false,
+            body_hash: Some(hash),
+        })
+    }
+
+    fn unique(body: &'static str) -> NewMessage {
+        NewMessage {
+            unique: true,
+            ..NewMessage::new(body)
+        }
+    }
+
+    #[test]
+    fn a_hash_collision_never_refuses_a_unique_push_or_counts_as_a_member() {
+        let mut st = State::default();
+        let mut stored: HashMap<Location, Bytes> = HashMap::new();
+        for (id, body) in [(1, "apple"), (2, "pear")] {
+            let loc = Location {
+                segment: 1,
+                offset: id as u32 * 100,
+                len: 50,
+            };
+            let op = pushed(id, body, 7);
+            if let Op::Push(rec) = &op {
+                stored.insert(loc, rec.body.clone());
+            }
+            st.apply(&op, Some(loc));
+        }
+        let mut same = |loc: Location, body: &Bytes| Ok(stored.get(&loc) == Some(body));
+        // Same hash, different body: added.
+        let (ops, out) = st
+            .plan_push("q", vec![unique("plum")], &[7], 2, &mut same)
+            .unwrap();
+        assert_eq!(
+            out[0],
+            PushOutcome {
+                id: 3,
+                duplicate: false
+            }
+        );
+        assert_eq!(ops.len(), 1);
+        // Same hash and body as the second candidate: refused, naming it.
+        let (ops, out) = st
+            .plan_push("q", vec![unique("pear")], &[7], 2, &mut same)
+            .unwrap();
+        assert_eq!(
+            out[0],
+            PushOutcome {
+                id: 2,
+                duplicate: true
+            }
+        );
+        assert!(ops.is_empty());
+        // Within one batch: the second equal body is the first's duplicate, even with
+        // a hash shared by a stored message with another body.
+        let (_, out) = st
+            .plan_push(
+                "q",
+                vec![unique("fig"), unique("fig")],
+                &[7, 7],
+                2,
+                &mut same,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                PushOutcome {
+                    id: 3,
+                    duplicate: false
+                },
+                PushOutcome {
+                    id: 3,
+                    duplicate: true
+                }
+            ]
+        );
+        // The index returns both colliding messages as candidates, nothing more.
+        let ids: Vec<u64> = st.with_hash("q", "", 7).iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(st.with_hash("q", "", 8).is_empty());
+    }
 }

@@ -33,6 +33,10 @@ pub(crate) struct Sub {
     /// other readers, still in their lane and in the log's view. Never checkpointed.
     #[serde(skip)]
     reserved: HashMap<u64, DeliveryId>,
+    /// The value index: `(body hash, id)` of every message held (ready, delayed, in
+    /// flight). Derived from the `Meta`s, so rebuilt after a checkpoint is loaded.
+    #[serde(skip)]
+    values: BTreeSet<(u64, u64)>,
 }
 
 impl Sub {
@@ -48,6 +52,7 @@ impl Sub {
             expiry: self.expiry.clone(),
             ttl: BTreeSet::new(),
             reserved: HashMap::new(),
+            values: BTreeSet::new(),
         }
     }
 
@@ -60,7 +65,12 @@ impl Sub {
             .filter(|m| m.expires_at_ms != 0)
             .map(|m| (m.expires_at_ms, m.id))
             .collect();
-        self.for_each(|m| live.add(m.loc));
+        let mut values = BTreeSet::new();
+        self.for_each(|m| {
+            live.add(m.loc);
+            values.insert((m.hash, m.id));
+        });
+        self.values = values;
     }
 
     fn insert_ready(&mut self, meta: Meta, at_head: bool) {
@@ -94,6 +104,7 @@ impl Sub {
     pub(crate) fn add(&mut self, meta: Meta, not_before_ms: u64, at_head: bool, live: &mut Live) {
         live.add(meta.loc);
         self.bytes += u64::from(meta.body_len);
+        self.values.insert((meta.hash, meta.id));
         if not_before_ms > meta.created_at_ms {
             self.delayed.insert((not_before_ms, meta.id), meta);
         } else {
@@ -105,6 +116,7 @@ impl Sub {
     pub(crate) fn take_out(&mut self, id: u64, live: &mut Live) -> Option<Meta> {
         let meta = self.detach(id)?;
         self.bytes -= u64::from(meta.body_len);
+        self.values.remove(&(meta.hash, meta.id));
         live.remove(meta.loc);
         Some(meta)
     }
@@ -188,6 +200,7 @@ impl Sub {
                 if let Some(m) = self.lanes[p].pop_front() {
                     self.left_ready(&m);
                     self.bytes -= u64::from(m.body_len);
+                    self.values.remove(&(m.hash, m.id));
                     live.remove(m.loc);
                 }
             }
@@ -224,11 +237,28 @@ impl Sub {
         self.ready - self.reserved.len() as u64
     }
 
+    /// The messages held whose body hash is `hash`, in id order (candidates: their
+    /// bodies may still differ).
+    pub(crate) fn with_hash(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        self.values
+            .range((hash, 0)..=(hash, u64::MAX))
+            .map(|(_, id)| *id)
+    }
+
+    /// The message `id` held here, wherever it is.
+    pub(crate) fn find(&self, id: u64) -> Option<&Meta> {
+        if let Some(lease) = self.inflight.get(&id) {
+            return Some(&lease.meta);
+        }
+        self.lanes
+            .iter()
+            .find_map(|l| l.get(id))
+            .or_else(|| self.delayed.values().find(|m| m.id == id))
+    }
+
     /// Whether the subscription holds message `id` (ready, delayed or in flight).
     pub(crate) fn holds(&self, id: u64) -> bool {
-        self.inflight.contains_key(&id)
-            || self.lanes.iter().any(|l| l.contains(id))
-            || self.delayed.values().any(|m| m.id == id)
+        self.find(id).is_some()
     }
 
     /// Raises a ready message's soft-get counter.

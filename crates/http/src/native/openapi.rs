@@ -19,7 +19,7 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply,
 };
-use super::routes::{consume, messages, queues, subscriptions};
+use super::routes::{consume, messages, queues, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -30,7 +30,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     info(
         title = "Godwit native API",
         description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, move, \
-                       range reads, soft get, delete by id, queues and subscriptions. Every error reply is \
+                       range reads, soft get, delete by id, membership and removal by body, queues and subscriptions. Every error reply is \
                        `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. A method a \
                        path does not list answers 405 with an `Allow` header."
     ),
@@ -50,6 +50,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         consume::range,
         consume::soft_get,
         consume::delete_message,
+        values::contains,
+        values::remove,
         queues::configure,
         queues::list,
         queues::show,
@@ -85,6 +87,9 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         consume::ExtendReply,
         consume::EndJson,
         consume::DeleteReply,
+        values::ContainsReply,
+        values::RemoveRequest,
+        values::RemoveReply,
         messages::DurabilityJson,
         queues::SettingsPatchDoc,
         queues::PurgeReply,
@@ -98,6 +103,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     tags(
         (name = "messages", description = "Pushing messages"),
         (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads and soft get"),
+        (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
         (name = "subscriptions", description = "Named subscriptions for fan-out"),
         (name = "operations", description = "Health, metrics and this document"),

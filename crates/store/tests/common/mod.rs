@@ -16,5 +16,6 @@ pub fn push(id: u64, body: impl Into<bytes::Bytes>) -> Op {
         headers: Default::default(),
         body: body.into(),
         at_head: false,
+        body_hash: None,
     })
 }

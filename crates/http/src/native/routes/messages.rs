@@ -40,6 +40,9 @@ pub struct PushQuery {
     pub at_head: Option<bool>,
     /// What to wait for before replying (default: the server's `--fsync` policy).
     pub durability: Option<DurabilityJson>,
+    /// Not added when the queue still holds a message with an equal body (ready,
+    /// delayed or in flight): the reply is then a duplicate naming it (default false).
+    pub unique: Option<bool>,
 }
 
 /// How durable a push must be before the reply.
@@ -74,7 +77,8 @@ pub struct PushReply {
     pub queue: String,
     /// The message's id (the original's id for a duplicate).
     pub id: u64,
-    /// Present and `true` when the dedup id matched an earlier message.
+    /// Present and `true` when the message was not added: its dedup id matched an
+    /// earlier message, or (a unique push) the queue holds an equal body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
     /// Messages the queue holds after the push (ready, delayed and in flight).
@@ -105,6 +109,9 @@ pub struct BatchItem {
     /// Goes to the head of its priority's ready order instead of the tail.
     #[serde(default)]
     pub at_head: bool,
+    /// Not added when the queue still holds a message with an equal body.
+    #[serde(default)]
+    pub unique: bool,
 }
 
 /// The body of `POST /v1/queues/{queue}/batch`.
@@ -141,6 +148,7 @@ struct MessageOptions {
     ttl_ms: Option<u64>,
     dedup_id: Option<String>,
     at_head: bool,
+    unique: bool,
 }
 
 impl MessageOptions {
@@ -157,6 +165,7 @@ impl MessageOptions {
             dedup_id: self.dedup_id.filter(|id| !id.is_empty()),
             headers,
             at_head: self.at_head,
+            unique: self.unique,
         }
     }
 }
@@ -199,7 +208,7 @@ fn message_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiE
         description = "The message body, verbatim (may be empty). Headers `x-godwit-header-<name>: <value>` become message headers."),
     responses(
         (status = 201, description = "Pushed", body = PushReply),
-        (status = 200, description = "A duplicate of a message within the dedup window", body = PushReply),
+        (status = 200, description = "Not added: a duplicate of a message within the dedup window, or (unique) of a body still queued", body = PushReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name, parameter or header", body = ErrorBody),
         (status = 409, description = "`queue_full`: the queue is at its max length or bytes and rejects pushes", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over the message or request limit", body = ErrorBody),
@@ -221,6 +230,7 @@ pub async fn push(
         ttl_ms: query.ttl_ms,
         dedup_id: query.dedup_id,
         at_head: query.at_head.unwrap_or(false),
+        unique: query.unique.unwrap_or(false),
     };
     let message = options.into_message(body, headers);
     let pushed = app
@@ -331,6 +341,7 @@ fn batch_message(item: BatchItem) -> Result<NewMessage, ApiError> {
         ttl_ms: item.ttl_ms,
         dedup_id: item.dedup_id,
         at_head: item.at_head,
+        unique: item.unique,
     };
     Ok(options.into_message(body, item.headers))
 }
@@ -363,6 +374,7 @@ mod tests {
             dedup_id: None,
             headers: BTreeMap::new(),
             at_head: false,
+            unique: false,
         };
         assert!(batch_message(item(None, None)).is_err());
         assert!(batch_message(item(Some("a"), Some("YQ=="))).is_err());
@@ -379,6 +391,7 @@ mod tests {
             ttl_ms: Some(5),
             dedup_id: Some(dedup_id.to_owned()),
             at_head: false,
+            unique: false,
         };
         let m = opts(None, Some(0), "").into_message(Bytes::from_static(b"x"), BTreeMap::new());
         assert_eq!(m.priority, DEFAULT_PRIORITY);

@@ -4,6 +4,7 @@ pub mod consume;
 pub mod messages;
 pub mod queues;
 pub mod subscriptions;
+pub mod values;
 
 use axum::Extension;
 
@@ -36,6 +37,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
         Route::get("/v1/queues/{queue}/range", consume::range),
         Route::post("/v1/queues/{queue}/soft-get", consume::soft_get),
         Route::delete("/v1/queues/{queue}/messages/{id}", consume::delete_message),
+        Route::post("/v1/queues/{queue}/contains", values::contains),
+        Route::post("/v1/queues/{queue}/remove", values::remove),
         Route::get("/v1/queues/{queue}/subscriptions", subscriptions::list),
         Route::put(
             "/v1/queues/{queue}/subscriptions/{name}",
