@@ -93,10 +93,9 @@ impl State {
                     .map(|(id, _)| *id);
                 if equal.is_none() {
                     if let Some(sub) = q.map(|q| q.default_sub()) {
-                        for id in sub.with_hash(hash) {
-                            let Some(held) = sub.find(id) else { continue };
+                        for held in sub.with_hash(hash) {
                             if same_body(held.loc, &m.body)? {
-                                equal = Some(id);
+                                equal = Some(held.id);
                                 break;
                             }
                         }

@@ -10,6 +10,37 @@ use super::live::Live;
 use super::{Lease, Meta};
 use crate::model::{End, SubscriptionStats, PRIORITY_LEVELS};
 
+/// A value-index entry: the top 32 bits of a body hash, then the message id, as 12
+/// bytes ordered as `(hash32, id)`. Half the hash is enough to narrow the candidates
+/// (each is checked against the full hash in its `Meta`, then by body), and a 12-byte
+/// key keeps the index at about 26 bytes a message instead of 36.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ValueKey([u8; 12]);
+
+impl ValueKey {
+    fn new(hash: u64, id: u64) -> Self {
+        let mut key = [0u8; 12];
+        key[..4].copy_from_slice(&((hash >> 32) as u32).to_be_bytes());
+        key[4..].copy_from_slice(&id.to_be_bytes());
+        ValueKey(key)
+    }
+
+    fn of(meta: &Meta) -> Self {
+        Self::new(meta.hash, meta.id)
+    }
+
+    /// The first and last keys a hash's candidates can have.
+    fn span(hash: u64) -> (Self, Self) {
+        (Self::new(hash, 0), Self::new(hash, u64::MAX))
+    }
+
+    fn id(&self) -> u64 {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&self.0[4..]);
+        u64::from_be_bytes(id)
+    }
+}
+
 /// Identifies one [`crate::Delivery`] while its messages are reserved.
 pub(crate) type DeliveryId = u64;
 
@@ -33,10 +64,10 @@ pub(crate) struct Sub {
     /// other readers, still in their lane and in the log's view. Never checkpointed.
     #[serde(skip)]
     reserved: HashMap<u64, DeliveryId>,
-    /// The value index: `(body hash, id)` of every message held (ready, delayed, in
+    /// The value index: a [`ValueKey`] for every message held (ready, delayed, in
     /// flight). Derived from the `Meta`s, so rebuilt after a checkpoint is loaded.
     #[serde(skip)]
-    values: BTreeSet<(u64, u64)>,
+    values: BTreeSet<ValueKey>,
 }
 
 impl Sub {
@@ -68,7 +99,7 @@ impl Sub {
         let mut values = BTreeSet::new();
         self.for_each(|m| {
             live.add(m.loc);
-            values.insert((m.hash, m.id));
+            values.insert(ValueKey::of(m));
         });
         self.values = values;
     }
@@ -104,7 +135,7 @@ impl Sub {
     pub(crate) fn add(&mut self, meta: Meta, not_before_ms: u64, at_head: bool, live: &mut Live) {
         live.add(meta.loc);
         self.bytes += u64::from(meta.body_len);
-        self.values.insert((meta.hash, meta.id));
+        self.values.insert(ValueKey::of(&meta));
         if not_before_ms > meta.created_at_ms {
             self.delayed.insert((not_before_ms, meta.id), meta);
         } else {
@@ -116,7 +147,7 @@ impl Sub {
     pub(crate) fn take_out(&mut self, id: u64, live: &mut Live) -> Option<Meta> {
         let meta = self.detach(id)?;
         self.bytes -= u64::from(meta.body_len);
-        self.values.remove(&(meta.hash, meta.id));
+        self.values.remove(&ValueKey::of(&meta));
         live.remove(meta.loc);
         Some(meta)
     }
@@ -200,7 +231,7 @@ impl Sub {
                 if let Some(m) = self.lanes[p].pop_front() {
                     self.left_ready(&m);
                     self.bytes -= u64::from(m.body_len);
-                    self.values.remove(&(m.hash, m.id));
+                    self.values.remove(&ValueKey::of(&m));
                     live.remove(m.loc);
                 }
             }
@@ -239,10 +270,12 @@ impl Sub {
 
     /// The messages held whose body hash is `hash`, in id order (candidates: their
     /// bodies may still differ).
-    pub(crate) fn with_hash(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn with_hash(&self, hash: u64) -> impl Iterator<Item = &Meta> + '_ {
+        let (first, last) = ValueKey::span(hash);
         self.values
-            .range((hash, 0)..=(hash, u64::MAX))
-            .map(|(_, id)| *id)
+            .range(first..=last)
+            .filter_map(|key| self.find(key.id()))
+            .filter(move |m| m.hash == hash)
     }
 
     /// The message `id` held here, wherever it is.
