@@ -29,9 +29,9 @@ fn log_fixture() -> PathBuf {
     fixtures().join("v1")
 }
 
-/// Checkpoint format 2's fixture: `fixtures/checkpoint-v2/checkpoint`.
+/// Checkpoint format 3's fixture: `fixtures/checkpoint-v3/checkpoint`.
 fn checkpoint_fixture() -> PathBuf {
-    fixtures().join("checkpoint-v2")
+    fixtures().join("checkpoint-v3")
 }
 
 const CHECKPOINT_POSITION: Position = Position {
@@ -381,12 +381,12 @@ fn the_first_v1_log_fixture_still_replays_exactly() {
 }
 
 #[test]
-fn the_v2_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
+fn the_v3_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     let raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
     assert_eq!(&raw[..8], checkpoint::MAGIC);
     assert_eq!(
         &raw[8..12],
-        &2u32.to_le_bytes(),
+        &3u32.to_le_bytes(),
         "checkpoint format version"
     );
     let (pos, state) = checkpoint::load(&checkpoint_fixture()).unwrap().unwrap();
@@ -482,7 +482,7 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     let dir = fixture_copy();
     let path = checkpoint::path(dir.path());
     let mut raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
-    raw[8..12].copy_from_slice(&3u32.to_le_bytes());
+    raw[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc_at = raw.len() - 4;
     let crc = crc32c::crc32c(&raw[..crc_at]);
     raw[crc_at..].copy_from_slice(&crc.to_le_bytes());
@@ -491,10 +491,18 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     assert_unknown(LogStore::open(StoreOptions::new(dir.path())), &path, 8);
     assert_unchanged(dir.path(), &before);
 
-    // And a version-1 checkpoint (the previous release) is refused the same way.
+    // And a version-1 checkpoint is refused the same way.
     raw[8..12].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&path, &raw).unwrap();
     assert_unknown(LogStore::open(StoreOptions::new(dir.path())), &path, 8);
+
+    // As is the version-2 fixture, written by the build before the value index: its
+    // state has no body hashes, so it is not guessed at.
+    let v2 = std::fs::read(checkpoint::path(&fixtures().join("checkpoint-v2"))).unwrap();
+    std::fs::write(&path, &v2).unwrap();
+    let before = snapshot(dir.path());
+    assert_unknown(LogStore::open(StoreOptions::new(dir.path())), &path, 8);
+    assert_unchanged(dir.path(), &before);
 }
 
 /// A crash while creating a segment leaves its header cut short: that is a torn tail
