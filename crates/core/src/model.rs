@@ -410,6 +410,15 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Body bytes of the default subscription's messages (ready, delayed, in flight).
     pub bytes: u64,
+    /// Body bytes of the default subscription's ready messages (Kestrel's `bytes`).
+    pub ready_bytes: u64,
+    /// Reads waiting for a message of this queue, over all subscriptions (Kestrel's
+    /// `waiters`).
+    pub waiters: u64,
+    /// How long the most recently consumed message (taken, acked or moved) had been in
+    /// the queue, in milliseconds (Kestrel's `age`); 0 until one is, since the broker
+    /// opened.
+    pub last_age_ms: u64,
     /// Messages accepted since the queue was created (duplicates not counted).
     pub total_pushed: u64,
     /// Deliveries made (takes and leases), over all subscriptions.
@@ -432,4 +441,58 @@ pub struct QueueStats {
     pub log_messages: u64,
     /// Whether delivery is paused.
     pub paused: bool,
+}
+
+/// Counters of the whole broker: the sums of every queue's (what Redis `INFO` and
+/// memcached `stats` report), kept per queue as things happen and added up per call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BrokerStats {
+    /// Queues that exist.
+    pub queues: u64,
+    /// Ready messages of the default subscriptions.
+    pub ready: u64,
+    /// In-flight messages of the default subscriptions.
+    pub in_flight: u64,
+    /// Delayed messages of the default subscriptions.
+    pub delayed: u64,
+    /// Body bytes the default subscriptions hold.
+    pub bytes: u64,
+    /// Body bytes of their ready messages.
+    pub ready_bytes: u64,
+    /// Reads waiting, over all queues.
+    pub waiters: u64,
+    /// Messages accepted (duplicates not counted).
+    pub total_pushed: u64,
+    /// Deliveries made.
+    pub total_delivered: u64,
+    /// Messages removed by take, ack or move.
+    pub total_consumed: u64,
+    /// Messages whose TTL passed.
+    pub total_expired: u64,
+    /// Messages dead-lettered.
+    pub total_dead_lettered: u64,
+    /// Messages dropped by overflow.
+    pub total_discarded: u64,
+    /// Messages deleted by id or by value.
+    pub total_deleted: u64,
+}
+
+impl BrokerStats {
+    /// Adds one queue's counters.
+    pub fn add(&mut self, q: &QueueStats) {
+        self.queues += 1;
+        self.ready += q.ready;
+        self.in_flight += q.in_flight;
+        self.delayed += q.delayed;
+        self.bytes += q.bytes;
+        self.ready_bytes += q.ready_bytes;
+        self.waiters += q.waiters;
+        self.total_pushed += q.total_pushed;
+        self.total_delivered += q.total_delivered;
+        self.total_consumed += q.total_consumed;
+        self.total_expired += q.total_expired;
+        self.total_dead_lettered += q.total_dead_lettered;
+        self.total_discarded += q.total_discarded;
+        self.total_deleted += q.total_deleted;
+    }
 }

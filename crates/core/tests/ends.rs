@@ -368,3 +368,90 @@ async fn pushes_report_the_new_length_and_purge_and_drop_what_they_removed() {
     push_all(b, "len", vec![msg("d")]).await;
     assert_eq!(b.drop_queue("len").await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn stats_count_ready_bytes_waiters_and_the_last_consumed_age() {
+    let t = TestBroker::new(1 << 20);
+    let b = t.broker.clone();
+    push_all(&b, "st", vec![msg("aaaa"), msg("bb")]).await;
+    let stats = b.stats("st").unwrap();
+    assert_eq!(
+        (stats.bytes, stats.ready_bytes, stats.last_age_ms),
+        (6, 6, 0)
+    );
+
+    // A delivery being written holds its bytes out of `ready_bytes`; dropping it gives
+    // them back.
+    let held = b.take("st", from(End::Head, 1)).await.unwrap();
+    assert_eq!(b.stats("st").unwrap().ready_bytes, 2);
+    drop(held);
+    assert_eq!(b.stats("st").unwrap().ready_bytes, 6);
+
+    t.clock.advance(1500);
+    assert_eq!(take_from(&b, "st", End::Head, 1).await, vec!["aaaa"]);
+    let stats = b.stats("st").unwrap();
+    assert_eq!(
+        (stats.bytes, stats.ready_bytes, stats.last_age_ms),
+        (2, 2, 1500)
+    );
+
+    // A leased message leaves `ready_bytes`; its ack sets the age.
+    let opts = LeaseOptions {
+        read: from(End::Head, 1),
+        visibility: Duration::from_secs(30),
+    };
+    let leased = b
+        .lease("st", opts)
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
+    assert_eq!(b.stats("st").unwrap().ready_bytes, 0);
+    t.clock.advance(500);
+    b.ack("st", &[leased[0].receipt.clone().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(b.stats("st").unwrap().last_age_ms, 2000);
+
+    // Waiting reads are counted while they wait.
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let opts = ReadOptions {
+                wait: Duration::from_secs(10),
+                ..from(End::Head, 1)
+            };
+            b.take("st", opts)
+                .await
+                .unwrap()
+                .into_messages()
+                .await
+                .unwrap()
+        }
+    });
+    let_others_run().await;
+    assert_eq!(b.stats("st").unwrap().waiters, 1);
+    push_all(&b, "other", vec![msg("zzz")]).await;
+    let totals = b.totals();
+    assert_eq!(
+        (
+            totals.queues,
+            totals.ready,
+            totals.ready_bytes,
+            totals.waiters
+        ),
+        (2, 1, 3, 1)
+    );
+    push_all(&b, "st", vec![msg("c")]).await;
+    assert_eq!(bodies(&waiter.await.unwrap()), vec!["c"]);
+    assert_eq!(b.stats("st").unwrap().waiters, 0);
+    assert_eq!(b.totals().total_pushed, 4);
+
+    // `ready_bytes` is derived again after a restart (from a checkpoint, then the log).
+    b.checkpoint().await.unwrap();
+    push_all(&b, "st", vec![msg("after")]).await;
+    let reopened = open(t.store.clone(), t.clock.clone());
+    let stats = reopened.stats("st").unwrap();
+    assert_eq!((stats.ready_bytes, stats.last_age_ms), (5, 0));
+}

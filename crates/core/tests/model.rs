@@ -913,6 +913,8 @@ impl World {
             "in flight"
         );
         prop_assert_eq!(stats.delayed, d.delayed.len() as u64, "delayed");
+        let ready_bytes: usize = d.ready.iter().map(|m| body(m.origin).len()).sum();
+        prop_assert_eq!(stats.ready_bytes, ready_bytes as u64, "ready bytes");
         prop_assert_eq!(stats.next_id, model.next_id, "next id");
         prop_assert_eq!(stats.total_expired, model.expired, "expired");
         prop_assert_eq!(stats.total_dead_lettered, model.dead, "dead-lettered");

@@ -355,3 +355,52 @@ async fn the_value_index_answers_unique_pushes_membership_and_removal_across_res
     assert_eq!(r.status, 201, "a removed value can come back: {r:?}");
     assert_eq!(range(&s, "set", "").await, vec!["green", "red"]);
 }
+
+#[tokio::test]
+async fn stats_show_ready_bytes_waiters_and_server_totals() {
+    let s = TestServer::start(&[]).await;
+    push_all(&s, "k", &["abc", "de"]).await;
+    assert_eq!(s.put_json("/v1/queues/empty", &json!({})).await.status, 200);
+    let url = s.url("/v1/queues/empty/take?wait_ms=10000");
+    let waiter = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let waiting = eventually(
+        std::time::Duration::from_secs(5),
+        "a waiter counted",
+        || async {
+            let st = s.stats("empty").await;
+            (st["waiters"] == 1).then_some(st)
+        },
+    )
+    .await;
+    assert_eq!(waiting["ready"], 0);
+    let st = s.stats("k").await;
+    assert_eq!(
+        (st["bytes"].clone(), st["ready_bytes"].clone()),
+        (json!(5), json!(5))
+    );
+    assert_eq!(bodies(&s.take("k", 1).await), vec!["abc"]);
+    assert!(s.stats("k").await["last_age_ms"].is_u64());
+    let totals = s.get("/v1/stats").await;
+    assert_eq!(totals.status, 200, "{totals:?}");
+    assert_eq!(
+        (
+            totals.json["queues"].clone(),
+            totals.json["ready"].clone(),
+            totals.json["ready_bytes"].clone(),
+            totals.json["waiters"].clone(),
+            totals.json["total_pushed"].clone(),
+            totals.json["total_consumed"].clone(),
+        ),
+        (json!(2), json!(1), json!(2), json!(1), json!(2), json!(1)),
+        "{totals:?}"
+    );
+    s.push("empty", "wake").await;
+    assert_eq!(waiter.await.unwrap(), 200);
+}

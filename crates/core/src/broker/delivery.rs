@@ -33,6 +33,8 @@ pub struct Delivery {
     ids: Vec<u64>,
     pinned: Vec<Pinned>,
     messages: Vec<Message>,
+    /// When the last message was pushed (for the queue's `last_age_ms`).
+    last_created_at: u64,
     written: bool,
     settled: bool,
 }
@@ -62,6 +64,7 @@ impl Delivery {
             ids: Vec::new(),
             pinned: Vec::new(),
             messages: Vec::new(),
+            last_created_at: 0,
             written: false,
             settled: true,
         }
@@ -90,6 +93,7 @@ impl Delivery {
             return Ok(None);
         }
         let ids = reserved.metas.iter().map(|m| m.id).collect();
+        let last_created_at = reserved.metas.last().map_or(0, |m| m.created_at_ms);
         Ok(Some(Delivery {
             inner: Some(inner.arc()),
             queue: queue.to_string(),
@@ -101,6 +105,7 @@ impl Delivery {
             ids,
             pinned: inner.pin(&reserved.metas),
             messages: Vec::new(),
+            last_created_at,
             written: false,
             settled: false,
         }))
@@ -198,6 +203,11 @@ impl Delivery {
                             }
                         }
                     }
+                }
+                if !matches!(self.mode, ReadMode::Lease { .. }) {
+                    let now = inner.clock.now_ms();
+                    core.state
+                        .note_consumed(&self.queue, self.last_created_at, now);
                 }
                 inner
                     .counters

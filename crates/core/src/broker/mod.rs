@@ -159,6 +159,12 @@ fn sub_name(opt: Option<&str>) -> Result<&str> {
     }
 }
 
+/// A queue's stats with its waiting reads counted (they live beside the state).
+fn with_waiters(core: &Core, mut stats: QueueStats) -> QueueStats {
+    stats.waiters = core.waiters.count(&stats.name);
+    stats
+}
+
 /// Redis-style positions (negative ones count from the tail, -1 the last) normalized
 /// against a length and clipped: `None` when the range is empty.
 fn positions(start: i64, stop: i64, len: u64) -> Option<(u64, u64)> {
@@ -341,6 +347,9 @@ impl Broker {
                 if !ids.contains(&r.id) && core.state.live_lease(queue, &r.sub, r.id, r.token, now)
                 {
                     ids.push(r.id);
+                    if let Some(at) = core.state.leased_created_at(queue, &r.sub, r.id) {
+                        core.state.note_consumed(queue, at, now);
+                    }
                 }
             }
             let n = by_sub.values().map(Vec::len).sum();
@@ -639,6 +648,7 @@ impl Broker {
         let (core, _) = self.inner.lock_swept(&[queue])?;
         core.state
             .stats(queue)
+            .map(|s| with_waiters(&core, s))
             .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
     }
 
@@ -646,7 +656,17 @@ impl Broker {
     pub fn list(&self) -> Vec<QueueStats> {
         let core = self.inner.core.lock();
         let st = &core.state;
-        st.queue_names().filter_map(|q| st.stats(q)).collect()
+        st.queue_names()
+            .filter_map(|q| st.stats(q))
+            .map(|s| with_waiters(&core, s))
+            .collect()
+    }
+
+    /// The whole broker's counters: every queue's added up.
+    pub fn totals(&self) -> BrokerStats {
+        let mut totals = BrokerStats::default();
+        self.list().iter().for_each(|q| totals.add(q));
+        totals
     }
 
     /// The settings of a queue, or `NotFound`.

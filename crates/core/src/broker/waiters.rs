@@ -43,6 +43,16 @@ impl Waiters {
         self.by_queue.is_empty()
     }
 
+    /// Reads still waiting on `queue`, over all its subscriptions.
+    pub(super) fn count(&self, queue: &str) -> u64 {
+        self.by_queue.get(queue).map_or(0, |subs| {
+            subs.values()
+                .flat_map(|list| list.iter())
+                .filter(|slot| !slot.gone())
+                .count() as u64
+        })
+    }
+
     fn add(&mut self, queue: &str, slot: Arc<Slot>) {
         self.by_queue
             .entry(queue.to_string())

@@ -440,6 +440,9 @@ impl State {
             in_flight: d.in_flight,
             delayed: d.delayed,
             bytes: q.default_sub().bytes(),
+            ready_bytes: q.default_sub().ready_bytes(),
+            waiters: 0,
+            last_age_ms: q.last_age_ms,
             total_pushed: q.counters.pushed,
             total_delivered: q.counters.delivered,
             total_consumed: q.counters.consumed,
@@ -597,6 +600,23 @@ impl State {
             .and_then(|q| q.subs.get(sub))
             .and_then(|s| s.lease_of(id))
             .is_some_and(|l| l.token == token && l.until_ms > now)
+    }
+
+    /// Notes that a message created at `created_at_ms` was consumed at `now` (the
+    /// queue's `last_age_ms`; not logged, a restart starts it again at 0).
+    pub fn note_consumed(&mut self, queue: &str, created_at_ms: u64, now: u64) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.last_age_ms = now.saturating_sub(created_at_ms);
+        }
+    }
+
+    /// When the live lease of `id` was pushed, if there is one.
+    pub fn leased_created_at(&self, queue: &str, sub: &str, id: u64) -> Option<u64> {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subs.get(sub))
+            .and_then(|s| s.lease_of(id))
+            .map(|l| l.meta.created_at_ms)
     }
 
     /// Changes a live lease's deadline (not logged: leases do not survive a restart).

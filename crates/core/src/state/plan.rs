@@ -264,8 +264,7 @@ impl State {
                 metas.push(meta);
             }
         }
-        let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
-        s.reserve(&ids, delivery);
+        s.reserve(&metas, delivery);
         let first_token = match mode {
             ReadMode::Lease { .. } if !metas.is_empty() => {
                 self.next_token = first_token.saturating_add(metas.len() as u64);

@@ -41,6 +41,9 @@ pub(crate) struct Queue {
     pub(crate) dedup: HashMap<String, (u64, u64)>,
     pub(crate) dedup_order: VecDeque<(u64, String)>,
     pub(crate) counters: Counters,
+    /// How long the last consumed message had been queued (ms); not checkpointed.
+    #[serde(skip)]
+    pub(crate) last_age_ms: u64,
 }
 
 impl Queue {
@@ -70,6 +73,7 @@ impl Queue {
             dedup: self.dedup.clone(),
             dedup_order: self.dedup_order.clone(),
             counters: self.counters.clone(),
+            last_age_ms: 0,
         }
     }
 

@@ -63,7 +63,10 @@ pub(crate) struct Sub {
     /// Ready messages handed to a delivery that has not been confirmed: hidden from
     /// other readers, still in their lane and in the log's view. Never checkpointed.
     #[serde(skip)]
-    reserved: HashMap<u64, DeliveryId>,
+    reserved: HashMap<u64, (DeliveryId, u32)>,
+    /// Body bytes of the ready messages not reserved (Kestrel's `bytes`). Derived.
+    #[serde(skip)]
+    ready_bytes: u64,
     /// The value index: a [`ValueKey`] for every message held (ready, delayed, in
     /// flight). Derived from the `Meta`s, so rebuilt after a checkpoint is loaded.
     #[serde(skip)]
@@ -83,6 +86,7 @@ impl Sub {
             expiry: self.expiry.clone(),
             ttl: BTreeSet::new(),
             reserved: HashMap::new(),
+            ready_bytes: 0,
             values: BTreeSet::new(),
         }
     }
@@ -102,6 +106,7 @@ impl Sub {
             values.insert(ValueKey::of(m));
         });
         self.values = values;
+        self.ready_bytes = self.ready_in_order().map(|m| u64::from(m.body_len)).sum();
     }
 
     fn insert_ready(&mut self, meta: Meta, at_head: bool) {
@@ -115,6 +120,7 @@ impl Sub {
             self.ttl.insert((meta.expires_at_ms, meta.id));
         }
         self.ready += 1;
+        self.ready_bytes += u64::from(meta.body_len);
     }
 
     fn remove_ready(&mut self, priority: u8, id: u64) -> Option<Meta> {
@@ -125,7 +131,9 @@ impl Sub {
 
     fn left_ready(&mut self, meta: &Meta) {
         self.ready -= 1;
-        self.reserved.remove(&meta.id);
+        if self.reserved.remove(&meta.id).is_none() {
+            self.ready_bytes -= u64::from(meta.body_len);
+        }
         if meta.expires_at_ms != 0 {
             self.ttl.remove(&(meta.expires_at_ms, meta.id));
         }
@@ -310,9 +318,11 @@ impl Sub {
     }
 
     /// Reserves ready messages for `delivery`.
-    pub(crate) fn reserve(&mut self, ids: &[u64], delivery: DeliveryId) {
-        for id in ids {
-            self.reserved.insert(*id, delivery);
+    pub(crate) fn reserve(&mut self, metas: &[Meta], delivery: DeliveryId) {
+        for m in metas {
+            if self.reserved.insert(m.id, (delivery, m.body_len)).is_none() {
+                self.ready_bytes -= u64::from(m.body_len);
+            }
         }
     }
 
@@ -320,7 +330,7 @@ impl Sub {
     pub(crate) fn reserved_by(&self, ids: &[u64], delivery: DeliveryId) -> Vec<u64> {
         ids.iter()
             .copied()
-            .filter(|id| self.reserved.get(id) == Some(&delivery))
+            .filter(|id| self.reserved.get(id).is_some_and(|(d, _)| *d == delivery))
             .collect()
     }
 
@@ -328,8 +338,12 @@ impl Sub {
     pub(crate) fn unreserve(&mut self, ids: &[u64], delivery: DeliveryId) -> usize {
         let mut n = 0;
         for id in ids {
-            if self.reserved.get(id) == Some(&delivery) {
+            if let Some(&(d, len)) = self.reserved.get(id) {
+                if d != delivery {
+                    continue;
+                }
                 self.reserved.remove(id);
+                self.ready_bytes += u64::from(len);
                 n += 1;
             }
         }
@@ -416,6 +430,11 @@ impl Sub {
         self.lanes.iter_mut().for_each(|l| l.for_each_mut(&mut f));
         self.delayed.values_mut().for_each(&mut f);
         self.inflight.values_mut().for_each(|l| f(&mut l.meta));
+    }
+
+    /// Body bytes of the ready messages a read could get (not reserved).
+    pub(crate) fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
     }
 
     /// Counters for the API (reserved messages count as in flight).

@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 
 use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
-    StatsJson, SubscriptionJson, SubscriptionsReply,
+    StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
 use super::routes::{consume, messages, queues, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
@@ -54,6 +54,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         values::remove,
         queues::configure,
         queues::list,
+        queues::totals,
         queues::show,
         queues::purge,
         queues::delete,
@@ -71,6 +72,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         RetentionJson,
         OverflowJson,
         StatsJson,
+        TotalsJson,
         QueueJson,
         QueuesReply,
         SubscriptionJson,

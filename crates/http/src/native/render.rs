@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use godwit_core::{
-    Message, Overflow, QueueSettings, QueueStats, Retention, RetentionMode, SubscriptionStats,
+    BrokerStats, Message, Overflow, QueueSettings, QueueStats, Retention, RetentionMode,
+    SubscriptionStats,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -180,6 +181,13 @@ pub struct StatsJson {
     pub delayed: u64,
     /// Body bytes of the default subscription's messages (ready, delayed, in flight).
     pub bytes: u64,
+    /// Body bytes of its ready messages.
+    pub ready_bytes: u64,
+    /// Reads waiting for a message of this queue (any subscription).
+    pub waiters: u64,
+    /// How long the last consumed message had been queued, in milliseconds (0 until
+    /// one is, since the server started).
+    pub last_age_ms: u64,
     /// Messages accepted since the queue was created (duplicates not counted).
     pub total_pushed: u64,
     /// Deliveries made (takes and leases), over all subscriptions.
@@ -192,7 +200,7 @@ pub struct StatsJson {
     pub total_dead_lettered: u64,
     /// Messages dropped to make room in a full queue (overflow `drop_oldest`).
     pub total_discarded: u64,
-    /// Messages deleted by id.
+    /// Messages deleted by id or by value.
     pub total_deleted: u64,
     /// The id the next push will get.
     pub next_id: u64,
@@ -212,6 +220,9 @@ impl From<QueueStats> for StatsJson {
             in_flight: s.in_flight,
             delayed: s.delayed,
             bytes: s.bytes,
+            ready_bytes: s.ready_bytes,
+            waiters: s.waiters,
+            last_age_ms: s.last_age_ms,
             total_pushed: s.total_pushed,
             total_delivered: s.total_delivered,
             total_consumed: s.total_consumed,
@@ -273,6 +284,60 @@ impl From<SubscriptionStats> for SubscriptionJson {
 pub struct SubscriptionsReply {
     /// The queue's named subscriptions.
     pub subscriptions: Vec<SubscriptionJson>,
+}
+
+/// Counters of the whole server: every queue's added up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TotalsJson {
+    /// Queues that exist.
+    pub queues: u64,
+    /// Ready messages of the queues' default subscriptions.
+    pub ready: u64,
+    /// In-flight messages of the default subscriptions.
+    pub in_flight: u64,
+    /// Delayed messages of the default subscriptions.
+    pub delayed: u64,
+    /// Body bytes the default subscriptions hold.
+    pub bytes: u64,
+    /// Body bytes of their ready messages.
+    pub ready_bytes: u64,
+    /// Reads waiting, over all queues.
+    pub waiters: u64,
+    /// Messages accepted (duplicates not counted).
+    pub total_pushed: u64,
+    /// Deliveries made.
+    pub total_delivered: u64,
+    /// Messages removed by take, ack or move.
+    pub total_consumed: u64,
+    /// Messages whose TTL passed.
+    pub total_expired: u64,
+    /// Messages dead-lettered.
+    pub total_dead_lettered: u64,
+    /// Messages dropped by overflow.
+    pub total_discarded: u64,
+    /// Messages deleted by id or by value.
+    pub total_deleted: u64,
+}
+
+impl From<BrokerStats> for TotalsJson {
+    fn from(s: BrokerStats) -> Self {
+        Self {
+            queues: s.queues,
+            ready: s.ready,
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+            bytes: s.bytes,
+            ready_bytes: s.ready_bytes,
+            waiters: s.waiters,
+            total_pushed: s.total_pushed,
+            total_delivered: s.total_delivered,
+            total_consumed: s.total_consumed,
+            total_expired: s.total_expired,
+            total_dead_lettered: s.total_dead_lettered,
+            total_discarded: s.total_discarded,
+            total_deleted: s.total_deleted,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
     vec![
         Route::get("/v1/openapi.json", openapi::document),
         Route::get("/v1/queues", queues::list),
+        Route::get("/v1/stats", queues::totals),
         Route::put("/v1/queues/{queue}", queues::configure),
         Route::get("/v1/queues/{queue}", queues::show),
         Route::delete("/v1/queues/{queue}", queues::delete),

@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{OptionalJson, QueueName};
-use crate::native::render::{OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson};
+use crate::native::render::{
+    OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson, TotalsJson,
+};
 use crate::AppState;
 
 /// A partial settings update (documentation of the body `PUT /v1/queues/{queue}` takes):
@@ -109,6 +111,17 @@ pub async fn show(
         stats: stats.into(),
         settings: settings.into(),
     }))
+}
+
+/// The whole server's counters: every queue's added up.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "queues",
+    responses((status = 200, description = "Totals over every queue", body = TotalsJson))
+)]
+pub async fn totals(State(app): State<AppState>) -> Json<TotalsJson> {
+    Json(app.broker.totals().into())
 }
 
 /// Drops every message of the queue; ids keep rising.
