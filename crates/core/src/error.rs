@@ -17,6 +17,9 @@ pub enum Error {
     /// The named queue or subscription does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A create found the queue already there.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     /// The queue is at its configured max length or bytes and rejects pushes.
     #[error("queue {0} is full")]
     QueueFull(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::InvalidName(_) => "invalid_name",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::NotFound(_) => "not_found",
+            Error::AlreadyExists(_) => "already_exists",
             Error::QueueFull(_) => "queue_full",
             Error::TooLarge { .. } => "too_large",
             Error::DiskFull(_) => "disk_full",

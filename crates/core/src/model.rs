@@ -97,6 +97,22 @@ pub struct PushOptions {
     /// The durability to wait for; `None` is the server's fsync policy (`Fsync` under
     /// `--fsync always`, `Written` otherwise).
     pub durability: Option<Durability>,
+    /// Refuse the push with `NotFound` unless the queue exists (instead of creating it).
+    pub must_exist: bool,
+}
+
+/// The longest queue description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// How [`crate::Broker::create`] makes a queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Free text (at most [`MAX_DESCRIPTION_BYTES`]).
+    pub description: Option<String>,
+    /// No default subscription: a message is kept only for the subscriptions that exist
+    /// when it is pushed, until each has consumed it (httpmq's reference counting);
+    /// one pushed when there are none is kept nowhere.
+    pub fanout_only: bool,
 }
 
 /// What a push reports: each message's outcome, the queue's new length and how
@@ -441,6 +457,16 @@ pub struct QueueStats {
     pub log_messages: u64,
     /// Whether delivery is paused.
     pub paused: bool,
+    /// When the queue was created, ms since the epoch (0 when its creation predates
+    /// logged creations).
+    pub created_at_ms: u64,
+    /// Its creation number: 1 for the first queue created, then 2, 3…
+    pub creation: u64,
+    /// Free text given at creation or later.
+    pub description: Option<String>,
+    /// A fan-out-only queue has no default subscription: a message is kept only for the
+    /// subscriptions that exist when it is pushed, and reads must name one.
+    pub fanout_only: bool,
 }
 
 /// Counters of the whole broker: the sums of every queue's (what Redis `INFO` and

@@ -222,4 +222,24 @@ pub enum Op {
         /// Message id.
         id: u64,
     },
+    /// A queue is created, with its metadata (logged before the first op that would
+    /// create it, so a restarted broker knows when and in which order queues came).
+    Create {
+        /// Queue name.
+        queue: String,
+        /// Creation time, ms since the epoch.
+        created_at_ms: u64,
+        /// Free text, if given.
+        description: Option<String>,
+        /// No default subscription: a message is kept only for the subscriptions that
+        /// exist when it is pushed.
+        fanout_only: bool,
+    },
+    /// A queue's description changes.
+    Describe {
+        /// Queue name.
+        queue: String,
+        /// The new description (`None` clears it).
+        description: Option<String>,
+    },
 }

@@ -142,6 +142,17 @@ pub fn settings(queue: &str, patch: &SettingsPatch) -> Result<()> {
     Ok(())
 }
 
+/// A queue description: at most [`MAX_DESCRIPTION_BYTES`].
+pub fn description(text: Option<&str>) -> Result<()> {
+    match text {
+        Some(t) if t.len() > MAX_DESCRIPTION_BYTES => Err(Error::InvalidArgument(format!(
+            "a description is at most {MAX_DESCRIPTION_BYTES} bytes, not {}",
+            t.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,6 +359,7 @@ async fn pushes_report_the_new_length_and_purge_and_drop_what_they_removed() {
             vec![msg("c")],
             PushOptions {
                 durability: Some(Durability::Written),
+                ..PushOptions::default()
             },
         )
         .await

@@ -404,3 +404,89 @@ async fn stats_show_ready_bytes_waiters_and_server_totals() {
     s.push("empty", "wake").await;
     assert_eq!(waiter.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn queues_are_created_once_described_listed_by_prefix_and_fanned_out() {
+    let mut s = TestServer::start(&[]).await;
+    let r = s
+        .post_json("/v1/queues/orders.eu", &json!({"description": "EU orders"}))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json["description"], "EU orders");
+    assert_eq!(r.json["creation"], 1);
+    assert!(r.json["created_at"].as_u64().unwrap() > 1_700_000_000_000);
+    s.post("/v1/queues/orders.eu")
+        .await
+        .assert_error(409, "already_exists");
+    let long = json!({"description": "x".repeat(5000)});
+    s.post_json("/v1/queues/long", &long)
+        .await
+        .assert_error(400, "invalid_argument");
+    s.post_json("/v1/queues/odd", &json!({"colour": "red"}))
+        .await
+        .assert_error(400, "invalid_json");
+
+    // must_exist refuses to create.
+    s.push_raw("orders.us", "?must_exist=true", b"x")
+        .await
+        .assert_error(404, "not_found");
+    s.push("orders.us", "x").await;
+    assert_eq!(
+        s.push_raw("orders.us", "?must_exist=true", b"y")
+            .await
+            .status,
+        201
+    );
+    let r = s
+        .request(
+            reqwest::Method::PUT,
+            "/v1/queues/orders.us/description",
+            Some((
+                br#"{"description": "US orders"}"#.to_vec(),
+                "application/json",
+            )),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["description"].clone()),
+        (200, json!("US orders")),
+        "{r:?}"
+    );
+
+    // A fan-out-only queue: no default subscription.
+    let r = s
+        .post_json("/v1/queues/news", &json!({"fanout_only": true}))
+        .await;
+    assert_eq!(r.json["fanout_only"], true, "{r:?}");
+    s.push("news", "unheard").await;
+    s.put_json(
+        "/v1/queues/news/subscriptions/mail",
+        &json!({"start": "latest"}),
+    )
+    .await;
+    s.push("news", "hello").await;
+    s.post("/v1/queues/news/take")
+        .await
+        .assert_error(404, "not_found");
+
+    s.kill9();
+    s.restart().await;
+    let listed = s.get("/v1/queues?prefix=orders.").await;
+    let names: Vec<Value> = listed.json["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("orders.eu"), json!("orders.us")]);
+    let us = s.stats("orders.us").await;
+    assert_eq!(
+        (us["creation"].clone(), us["description"].clone()),
+        (json!(2), json!("US orders"))
+    );
+    let mail = s.post("/v1/queues/news/take?subscription=mail&max=5").await;
+    assert_eq!(bodies(&mail.messages()), vec!["hello"]);
+    s.get("/v1/queues?sort=name")
+        .await
+        .assert_error(400, "invalid_query");
+}

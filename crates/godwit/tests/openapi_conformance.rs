@@ -75,7 +75,10 @@ async fn the_server_conforms_to_its_openapi_document() {
         Command::new("schemathesis")
             .args(["run", &url, "--checks", CHECKS])
             .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
-            .args(["--workers", "2", "--request-timeout", "5"])
+            // One worker: with two, schemathesis 4.32.5 on this Python sometimes fails
+            // inside its own lambda introspection ("AST constructor recursion depth
+            // mismatch"), a thread-safety error of the tool, not a finding.
+            .args(["--workers", "1", "--request-timeout", "5"])
             .args(["--generation-database", "none", "--no-color"])
             .current_dir(workdir)
             .output()

@@ -91,7 +91,7 @@ impl From<godwit_core::Error> for ApiError {
         let status = match &err {
             E::InvalidName(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::QueueFull(_) => StatusCode::CONFLICT,
+            E::QueueFull(_) | E::AlreadyExists(_) => StatusCode::CONFLICT,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::DiskFull(_) => return Self::disk_full(err.to_string()),
             E::Storage(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -195,6 +195,16 @@ fn fixture_groups() -> Vec<Vec<Op>> {
             ids: vec![1],
             reason: RemoveReason::Deleted,
         }],
+        vec![Op::Create {
+            queue: "topic".into(),
+            created_at_ms: 1_700_000_000_500,
+            description: Some("orders, fanned out".into()),
+            fanout_only: true,
+        }],
+        vec![Op::Describe {
+            queue: "topic".into(),
+            description: None,
+        }],
     ]
 }
 
@@ -221,10 +231,12 @@ fn variant(op: &Op) -> &'static str {
         Op::Relocate { .. } => "Relocate",
         Op::MoveTo { .. } => "MoveTo",
         Op::SoftGet { .. } => "SoftGet",
+        Op::Create { .. } => "Create",
+        Op::Describe { .. } => "Describe",
     }
 }
 
-const VARIANTS: usize = 16;
+const VARIANTS: usize = 18;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {

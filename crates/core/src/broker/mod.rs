@@ -143,7 +143,11 @@ struct ReadRequest {
 
 /// `NotFound` unless the queue has the subscription (the default one always exists).
 fn require_sub(st: &State, queue: &str, sub: &str) -> Result<()> {
-    if sub.is_empty() || st.has_sub(queue, sub) {
+    if sub.is_empty() && st.is_fanout_only(queue) {
+        Err(Error::NotFound(format!(
+            "default subscription of {queue:?}: it is fan-out only, name a subscription"
+        )))
+    } else if sub.is_empty() || st.has_sub(queue, sub) {
         Ok(())
     } else {
         Err(Error::NotFound(format!(
@@ -225,7 +229,10 @@ impl Broker {
         }
         // Hashed here, before the lock, for the value index.
         let hashes = messages.iter().map(|m| body_hash(&m.body)).collect();
-        let (ticket, outcomes, length) = self.inner.combined_push(queue, messages, hashes).await?;
+        let (ticket, outcomes, length) = self
+            .inner
+            .combined_push(queue, messages, hashes, opts.must_exist)
+            .await?;
         let syncs = self.inner.storage.syncs_appends();
         let durability = opts.durability.unwrap_or(if syncs {
             Durability::Fsync
@@ -654,12 +661,67 @@ impl Broker {
 
     /// Stats of every queue, by name.
     pub fn list(&self) -> Vec<QueueStats> {
+        self.list_prefix("")
+    }
+
+    /// Stats of the queues whose name starts with `prefix`, by name.
+    pub fn list_prefix(&self, prefix: &str) -> Vec<QueueStats> {
         let core = self.inner.core.lock();
         let st = &core.state;
-        st.queue_names()
+        st.queue_names_with(prefix)
             .filter_map(|q| st.stats(q))
             .map(|s| with_waiters(&core, s))
             .collect()
+    }
+
+    /// Creates a queue, or fails with `AlreadyExists` when it is there (queue-sample's
+    /// topic creation, Kestrel and httpmq declarations). A fan-out-only queue has no
+    /// default subscription.
+    pub async fn create(&self, queue: &str, opts: CreateOptions) -> Result<()> {
+        validate_queue(queue)?;
+        validate::description(opts.description.as_deref())?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if core.state.has_queue(queue) {
+                return Err(Error::AlreadyExists(format!("queue {queue:?}")));
+            }
+            let op = Op::Create {
+                queue: queue.to_string(),
+                created_at_ms: self.inner.clock.now_ms(),
+                description: opts.description,
+                fanout_only: opts.fanout_only,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await
+    }
+
+    /// Creates a queue with the default options unless it exists; returns whether it
+    /// was created.
+    pub async fn ensure(&self, queue: &str) -> Result<bool> {
+        match self.create(queue, CreateOptions::default()).await {
+            Ok(()) => Ok(true),
+            Err(Error::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets or clears a queue's description; `NotFound` when absent.
+    pub async fn describe(&self, queue: &str, description: Option<String>) -> Result<()> {
+        validate_queue(queue)?;
+        validate::description(description.as_deref())?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let op = Op::Describe {
+                queue: queue.to_string(),
+                description,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await
     }
 
     /// The whole broker's counters: every queue's added up.
@@ -899,9 +961,30 @@ impl Inner {
 
     /// Appends ops to the store and applies them: the one path every change takes.
     /// Waiters of queues where messages may have become ready are served after.
-    fn commit(&self, core: &mut Core, ops: Vec<Op>) -> Result<Ticket> {
+    fn commit(&self, core: &mut Core, mut ops: Vec<Op>) -> Result<Ticket> {
         if ops.is_empty() {
             return Ok(Ticket::done());
+        }
+        // A queue an op would create is created first, by a logged `Create` with the
+        // time, so its creation time and order survive a restart.
+        let mut creates: Vec<Op> = Vec::new();
+        for q in ops.iter().filter_map(creates_queue) {
+            let new = !core.state.has_queue(q)
+                && !creates
+                    .iter()
+                    .any(|c| matches!(c, Op::Create { queue, .. } if queue == q));
+            if new {
+                creates.push(Op::Create {
+                    queue: q.to_string(),
+                    created_at_ms: self.clock.now_ms(),
+                    description: None,
+                    fanout_only: false,
+                });
+            }
+        }
+        if !creates.is_empty() {
+            creates.append(&mut ops);
+            ops = creates;
         }
         if let Some(why) = self.failure() {
             return Err(Error::Unavailable(why));
@@ -978,6 +1061,16 @@ impl Inner {
             .iter()
             .map(|m| (*m, self.storage.pin(m.loc)))
             .collect()
+    }
+}
+
+/// The queue `op` creates when it does not exist yet.
+fn creates_queue(op: &Op) -> Option<&str> {
+    match op {
+        Op::Push(rec) => Some(rec.queue.as_str()),
+        Op::Configure { queue, .. } | Op::Subscribe { queue, .. } => Some(queue.as_str()),
+        Op::Move { to, .. } | Op::MoveTo { to, .. } => Some(to.as_str()),
+        _ => None,
     }
 }
 

@@ -44,6 +44,8 @@ pub(super) struct Pending {
     messages: Vec<NewMessage>,
     /// The messages' body hashes, computed before the lock.
     hashes: Vec<u64>,
+    /// Refuse (`NotFound`) unless the queue exists.
+    must_exist: bool,
     reply: Reply,
 }
 
@@ -80,6 +82,7 @@ impl Inner {
         queue: &str,
         messages: Vec<NewMessage>,
         hashes: Vec<u64>,
+        must_exist: bool,
     ) -> Pushed {
         let (reply, result) = oneshot::channel();
         let lane = lane_of_this_thread();
@@ -89,6 +92,7 @@ impl Inner {
                 queue: queue.to_string(),
                 messages,
                 hashes,
+                must_exist,
                 reply,
             });
             pushes.len() == 1
@@ -129,7 +133,11 @@ impl Inner {
         let mut replies: Vec<_> = batch
             .into_iter()
             .map(|p| {
-                let result = self.push_locked(&mut core, &p.queue, p.messages, &p.hashes);
+                let result = if p.must_exist && !core.state.has_queue(&p.queue) {
+                    Err(crate::Error::NotFound(format!("queue {:?}", p.queue)))
+                } else {
+                    self.push_locked(&mut core, &p.queue, p.messages, &p.hashes)
+                };
                 (p.reply, result)
             })
             .collect();

@@ -84,16 +84,19 @@ pub struct Lease {
     pub until_ms: u64,
 }
 
-/// The queue named `name`, created (with its remembered id counter) when absent.
+/// The queue named `name`, created (with its remembered id counter and the next
+/// creation number) when absent.
 fn queue_entry<'a>(
     queues: &'a mut BTreeMap<String, Queue>,
     retired: &mut HashMap<String, u64>,
+    next_seq: &mut u64,
     name: &str,
 ) -> &'a mut Queue {
     // Looked up first so the common case allocates no key.
     if !queues.contains_key(name) {
         let next_id = retired.remove(name).unwrap_or(1);
-        queues.insert(name.to_string(), Queue::new(next_id));
+        *next_seq += 1;
+        queues.insert(name.to_string(), Queue::new(next_id, *next_seq));
     }
     queues.get_mut(name).expect("inserted above")
 }
@@ -104,6 +107,8 @@ pub struct State {
     queues: BTreeMap<String, Queue>,
     retired: HashMap<String, u64>,
     next_token: u64,
+    /// The creation number of the newest queue.
+    next_seq: u64,
     /// Derived from the messages held; rebuilt after a checkpoint load.
     #[serde(skip)]
     live: Live,
@@ -130,6 +135,7 @@ impl State {
                 .collect(),
             retired: self.retired.clone(),
             next_token: self.next_token,
+            next_seq: self.next_seq,
             live: Live::default(),
         }
     }
@@ -178,7 +184,12 @@ impl State {
                         .unwrap_or_else(|| crate::op::body_hash(&rec.body)),
                     priority: rec.priority.min(MAX_PRIORITY),
                 };
-                let q = queue_entry(&mut self.queues, &mut self.retired, &rec.queue);
+                let q = queue_entry(
+                    &mut self.queues,
+                    &mut self.retired,
+                    &mut self.next_seq,
+                    &rec.queue,
+                );
                 if let Some(key) = &rec.dedup_id {
                     let until = rec.created_at_ms.saturating_add(q.settings.dedup_window_ms);
                     q.dedup.insert(key.clone(), (rec.id, until));
@@ -270,10 +281,16 @@ impl State {
                     expires_at_ms: if *dead_letter { 0 } else { meta.expires_at_ms },
                     ..meta
                 };
-                queue_entry(&mut self.queues, &mut self.retired, to).add(moved, 0, false, live);
+                queue_entry(&mut self.queues, &mut self.retired, &mut self.next_seq, to)
+                    .add(moved, 0, false, live);
             }
             Op::Configure { queue, settings } => {
-                let q = queue_entry(&mut self.queues, &mut self.retired, queue);
+                let q = queue_entry(
+                    &mut self.queues,
+                    &mut self.retired,
+                    &mut self.next_seq,
+                    queue,
+                );
                 if !settings.retention.is_log() {
                     q.clear_log(live);
                 }
@@ -294,7 +311,12 @@ impl State {
                 }
             }
             Op::Subscribe { queue, sub, start } => {
-                let q = queue_entry(&mut self.queues, &mut self.retired, queue);
+                let q = queue_entry(
+                    &mut self.queues,
+                    &mut self.retired,
+                    &mut self.next_seq,
+                    queue,
+                );
                 if !q.subs.contains_key(sub) {
                     q.seed(sub, *start, live);
                 }
@@ -353,11 +375,39 @@ impl State {
                     soft_gets: 0,
                     ..meta
                 };
-                queue_entry(&mut self.queues, &mut self.retired, to).add(moved, 0, *at_head, live);
+                queue_entry(&mut self.queues, &mut self.retired, &mut self.next_seq, to)
+                    .add(moved, 0, *at_head, live);
             }
             Op::SoftGet { queue, sub, id } => {
                 if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
                     s.count_soft_get(*id);
+                }
+            }
+            Op::Create {
+                queue,
+                created_at_ms,
+                description,
+                fanout_only,
+            } => {
+                if self.queues.contains_key(queue) {
+                    return;
+                }
+                let q = queue_entry(
+                    &mut self.queues,
+                    &mut self.retired,
+                    &mut self.next_seq,
+                    queue,
+                );
+                q.created_at_ms = *created_at_ms;
+                q.description = description.clone();
+                q.fanout_only = *fanout_only;
+                if *fanout_only {
+                    q.subs.remove(DEFAULT_SUB);
+                }
+            }
+            Op::Describe { queue, description } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.description = description.clone();
                 }
             }
         }
@@ -433,14 +483,16 @@ impl State {
     /// Stats of one queue.
     pub fn stats(&self, queue: &str) -> Option<QueueStats> {
         let q = self.queues.get(queue)?;
-        let d = q.default_sub().stats(None);
+        let empty = sub::Sub::default();
+        let default = q.default_sub().unwrap_or(&empty);
+        let d = default.stats(None);
         Some(QueueStats {
             name: queue.to_string(),
             ready: d.ready,
             in_flight: d.in_flight,
             delayed: d.delayed,
-            bytes: q.default_sub().bytes(),
-            ready_bytes: q.default_sub().ready_bytes(),
+            bytes: default.bytes(),
+            ready_bytes: default.ready_bytes(),
             waiters: 0,
             last_age_ms: q.last_age_ms,
             total_pushed: q.counters.pushed,
@@ -451,15 +503,36 @@ impl State {
             total_discarded: q.counters.discarded,
             total_deleted: q.counters.deleted,
             next_id: q.next_id,
-            subscriptions: q.subs.len() as u64 - 1,
+            subscriptions: q.subs.keys().filter(|n| !n.is_empty()).count() as u64,
             log_messages: q.log.len() as u64,
             paused: q.settings.paused,
+            created_at_ms: q.created_at_ms,
+            creation: q.seq,
+            description: q.description.clone(),
+            fanout_only: q.fanout_only,
         })
     }
 
     /// Names of all queues, sorted.
     pub fn queue_names(&self) -> impl Iterator<Item = &String> {
         self.queues.keys()
+    }
+
+    /// Names of the queues that start with `prefix`, sorted (a range of the map, not a
+    /// scan of every queue).
+    pub fn queue_names_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> {
+        self.queues
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(name, _)| name)
+            .take_while(move |name| name.starts_with(prefix))
+    }
+
+    /// Whether the queue has no default subscription (reads must name one).
+    pub fn is_fanout_only(&self, queue: &str) -> bool {
+        self.queues.get(queue).is_some_and(|q| q.fanout_only)
     }
 
     /// Stats of a queue's named subscriptions.
@@ -476,7 +549,10 @@ impl State {
 
     /// Messages the default subscription holds (the dropped count of a purge).
     pub fn held(&self, queue: &str) -> u64 {
-        self.queues.get(queue).map_or(0, |q| q.default_sub().len())
+        self.queues
+            .get(queue)
+            .and_then(|q| q.default_sub())
+            .map_or(0, |s| s.len())
     }
 
     /// Up to `max` ready, unreserved messages from `end` (in delivery order from the

@@ -92,7 +92,7 @@ impl State {
                     .and_then(|v| v.iter().find(|(_, b)| **b == m.body))
                     .map(|(id, _)| *id);
                 if equal.is_none() {
-                    if let Some(sub) = q.map(|q| q.default_sub()) {
+                    if let Some(sub) = q.and_then(|q| q.default_sub()) {
                         for held in sub.with_hash(hash) {
                             if same_body(held.loc, &m.body)? {
                                 equal = Some(held.id);
@@ -137,8 +137,7 @@ impl State {
             next_id = next_id.saturating_add(1);
         }
         let mut ops = Vec::new();
-        if let Some(q) = q {
-            let sub = q.default_sub();
+        if let Some(sub) = q.and_then(|q| q.default_sub()) {
             let count = sub.len().saturating_add(pushes.len() as u64);
             let bytes = sub.bytes().saturating_add(new_bytes);
             let over_len = settings

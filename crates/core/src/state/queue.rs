@@ -44,15 +44,25 @@ pub(crate) struct Queue {
     /// How long the last consumed message had been queued (ms); not checkpointed.
     #[serde(skip)]
     pub(crate) last_age_ms: u64,
+    /// When the queue was created (ms since the epoch; 0 for a queue created by a log
+    /// written before creations were logged).
+    pub(crate) created_at_ms: u64,
+    /// Its creation number: queues are numbered 1, 2, 3… as they are created.
+    pub(crate) seq: u64,
+    /// Free text.
+    pub(crate) description: Option<String>,
+    /// No default subscription.
+    pub(crate) fanout_only: bool,
 }
 
 impl Queue {
-    pub(crate) fn new(next_id: u64) -> Self {
+    pub(crate) fn new(next_id: u64, seq: u64) -> Self {
         let mut subs = BTreeMap::new();
         subs.insert(DEFAULT_SUB.to_string(), Sub::default());
         Queue {
             next_id,
             subs,
+            seq,
             ..Queue::default()
         }
     }
@@ -74,6 +84,10 @@ impl Queue {
             dedup_order: self.dedup_order.clone(),
             counters: self.counters.clone(),
             last_age_ms: 0,
+            created_at_ms: self.created_at_ms,
+            seq: self.seq,
+            description: self.description.clone(),
+            fanout_only: self.fanout_only,
         }
     }
 
@@ -83,9 +97,9 @@ impl Queue {
         self.subs.values_mut().for_each(|s| s.rebuild(live));
     }
 
-    pub(crate) fn default_sub(&self) -> &Sub {
-        // Every queue is created with its default subscription and never loses it.
-        &self.subs[DEFAULT_SUB]
+    /// The default subscription: every queue has it, except a fan-out-only one.
+    pub(crate) fn default_sub(&self) -> Option<&Sub> {
+        self.subs.get(DEFAULT_SUB)
     }
 
     pub(crate) fn is_log(&self) -> bool {

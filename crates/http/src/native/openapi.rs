@@ -56,6 +56,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         queues::list,
         queues::totals,
         queues::show,
+        queues::create,
+        queues::describe,
         queues::purge,
         queues::delete,
         subscriptions::subscribe,
@@ -96,6 +98,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         queues::SettingsPatchDoc,
         queues::PurgeReply,
         queues::DropReply,
+        queues::CreateRequest,
+        queues::DescribeRequest,
         subscriptions::StartJson,
         subscriptions::SubscribeRequest,
         subscriptions::SubscribeReply,
@@ -152,6 +156,10 @@ fn limits(config: &BrokerConfig) -> Vec<(&'static str, Limit)> {
         ("max_age_ms", Limit::Range(0, MAX_DURATION_MS)),
         ("max_deliveries", Limit::Range(1, u64::from(u32::MAX))),
         ("dedup_id", Limit::MaxLength(MAX_NAME_BYTES)),
+        (
+            "description",
+            Limit::MaxLength(godwit_core::MAX_DESCRIPTION_BYTES),
+        ),
         ("BatchRequest.messages", Limit::Items(1, max_batch)),
     ]
 }

@@ -210,6 +210,15 @@ pub struct StatsJson {
     pub log_messages: u64,
     /// Whether delivery is paused.
     pub paused: bool,
+    /// When the queue was created, in milliseconds since the Unix epoch (0 when its
+    /// creation predates logged creations).
+    pub created_at: u64,
+    /// Its creation number: 1 for the first queue, then 2, 3…
+    pub creation: u64,
+    /// Free text given at creation or later.
+    pub description: Option<String>,
+    /// No default subscription: reads must name one.
+    pub fanout_only: bool,
 }
 
 impl From<QueueStats> for StatsJson {
@@ -234,6 +243,10 @@ impl From<QueueStats> for StatsJson {
             subscriptions: s.subscriptions,
             log_messages: s.log_messages,
             paused: s.paused,
+            created_at: s.created_at_ms,
+            creation: s.creation,
+            description: s.description,
+            fanout_only: s.fanout_only,
         }
     }
 }

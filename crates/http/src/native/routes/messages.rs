@@ -43,6 +43,8 @@ pub struct PushQuery {
     /// Not added when the queue still holds a message with an equal body (ready,
     /// delayed or in flight): the reply is then a duplicate naming it (default false).
     pub unique: Option<bool>,
+    /// Refuse with 404 unless the queue exists, instead of creating it (default false).
+    pub must_exist: Option<bool>,
 }
 
 /// How durable a push must be before the reply.
@@ -64,9 +66,10 @@ impl From<DurabilityJson> for Durability {
     }
 }
 
-fn push_options(durability: Option<DurabilityJson>) -> PushOptions {
+fn push_options(durability: Option<DurabilityJson>, must_exist: bool) -> PushOptions {
     PushOptions {
         durability: durability.map(Durability::from),
+        must_exist,
     }
 }
 
@@ -122,6 +125,9 @@ pub struct BatchRequest {
     pub messages: Vec<BatchItem>,
     /// What to wait for before replying (default: the server's `--fsync` policy).
     pub durability: Option<DurabilityJson>,
+    /// Refuse with 404 unless the queue exists, instead of creating it.
+    #[serde(default)]
+    pub must_exist: bool,
 }
 
 /// The reply of a batch push.
@@ -210,6 +216,7 @@ fn message_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiE
         (status = 201, description = "Pushed", body = PushReply),
         (status = 200, description = "Not added: a duplicate of a message within the dedup window, or (unique) of a body still queued", body = PushReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name, parameter or header", body = ErrorBody),
+        (status = 404, description = "`not_found`: `must_exist` was set and the queue does not exist", body = ErrorBody),
         (status = 409, description = "`queue_full`: the queue is at its max length or bytes and rejects pushes", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over the message or request limit", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
@@ -235,7 +242,11 @@ pub async fn push(
     let message = options.into_message(body, headers);
     let pushed = app
         .broker
-        .push_with(&queue, vec![message], push_options(query.durability))
+        .push_with(
+            &queue,
+            vec![message],
+            push_options(query.durability, query.must_exist.unwrap_or(false)),
+        )
         .await?;
     let outcome = pushed.outcomes.first().copied().ok_or_else(|| {
         ApiError::from_status(
@@ -270,6 +281,7 @@ pub async fn push(
         (status = 201, description = "Pushed", body = BatchReply),
         (status = 200, description = "Every item was a duplicate", body = BatchReply),
         (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name, JSON body or item", body = ErrorBody),
+        (status = 404, description = "`not_found`: `must_exist` was set and the queue does not exist", body = ErrorBody),
         (status = 409, description = "`queue_full`: the queue is at its max length or bytes and rejects pushes", body = ErrorBody),
         (status = 413, description = "`too_large`: a body or the request is over the limit", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
@@ -298,7 +310,11 @@ pub async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     let pushed = app
         .broker
-        .push_with(&queue, messages, push_options(request.durability))
+        .push_with(
+            &queue,
+            messages,
+            push_options(request.durability, request.must_exist),
+        )
         .await?;
     let outcomes = &pushed.outcomes;
     let fresh = outcomes.iter().filter(|o| !o.duplicate).count();

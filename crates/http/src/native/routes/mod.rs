@@ -23,6 +23,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
         Route::get("/v1/stats", queues::totals),
         Route::put("/v1/queues/{queue}", queues::configure),
         Route::get("/v1/queues/{queue}", queues::show),
+        Route::post("/v1/queues/{queue}", queues::create),
+        Route::put("/v1/queues/{queue}/description", queues::describe),
         Route::delete("/v1/queues/{queue}", queues::delete),
         Route::post("/v1/queues/{queue}/purge", queues::purge),
         Route::post("/v1/queues/{queue}/messages", messages::push),

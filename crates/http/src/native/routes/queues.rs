@@ -1,13 +1,14 @@
 //! Queues as resources: create or configure, show, list, purge, delete.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use godwit_core::SettingsPatch;
-use serde::Serialize;
-use utoipa::ToSchema;
+use godwit_core::{CreateOptions, SettingsPatch};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::native::extract::{OptionalJson, QueueName};
+use crate::native::extract::{ApiJson, ApiQuery, OptionalJson, QueueName};
 use crate::native::render::{
     OverflowJson, QueueJson, QueuesReply, SettingsJson, StatsJson, TotalsJson,
 };
@@ -76,16 +77,116 @@ pub async fn configure(
     Ok(Json(settings.into()))
 }
 
-/// Lists every queue with its stats.
+/// Options of a listing, in the query string.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only queues whose name starts with this.
+    pub prefix: Option<String>,
+}
+
+/// Lists the queues (those starting with `prefix`, if given) with their stats.
 #[utoipa::path(
     get,
     path = "/v1/queues",
     tag = "queues",
-    responses((status = 200, description = "Every queue's stats, by name", body = QueuesReply))
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The queues' stats, by name", body = QueuesReply),
+        (status = 400, description = "`invalid_query`: a bad parameter", body = ErrorBody),
+    )
 )]
-pub async fn list(State(app): State<AppState>) -> Json<QueuesReply> {
-    let queues = app.broker.list().into_iter().map(StatsJson::from).collect();
-    Json(QueuesReply { queues })
+pub async fn list(
+    State(app): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<QueuesReply>, ApiError> {
+    let prefix = query.prefix.unwrap_or_default();
+    let queues = app
+        .broker
+        .list_prefix(&prefix)
+        .into_iter()
+        .map(StatsJson::from)
+        .collect();
+    Ok(Json(QueuesReply { queues }))
+}
+
+/// The body of a creation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// Free text (at most 4096 bytes).
+    pub description: Option<String>,
+    /// No default subscription: a message is kept only for the subscriptions that exist
+    /// when it is pushed, and reads must name one (default false).
+    #[serde(default)]
+    pub fanout_only: bool,
+}
+
+/// The body of a description change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeRequest {
+    /// The new description; `null` clears it.
+    pub description: Option<String>,
+}
+
+/// Creates a queue, or answers 409 `already_exists` (`PUT /v1/queues/{queue}` creates
+/// one only if needed).
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{queue}",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body(content = Option<CreateRequest>, description = "Optional; an empty body creates a plain queue"),
+    responses(
+        (status = 201, description = "Created: its stats and settings", body = QueueJson),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or body", body = ErrorBody),
+        (status = 409, description = "`already_exists`: the queue is there", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    OptionalJson(request): OptionalJson<CreateRequest>,
+) -> Result<(StatusCode, Json<QueueJson>), ApiError> {
+    let request = request.unwrap_or_default();
+    let opts = CreateOptions {
+        description: request.description,
+        fanout_only: request.fanout_only,
+    };
+    app.broker.create(&queue, opts).await?;
+    let reply = QueueJson {
+        stats: app.broker.stats(&queue)?.into(),
+        settings: app.broker.settings(&queue)?.into(),
+    };
+    Ok((StatusCode::CREATED, Json(reply)))
+}
+
+/// Sets or clears a queue's description.
+#[utoipa::path(
+    put,
+    path = "/v1/queues/{queue}/description",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body(content = DescribeRequest),
+    responses(
+        (status = 200, description = "The queue's stats with the new description", body = StatsJson),
+        (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or body", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
+    )
+)]
+pub async fn describe(
+    State(app): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiJson(request): ApiJson<DescribeRequest>,
+) -> Result<Json<StatsJson>, ApiError> {
+    app.broker.describe(&queue, request.description).await?;
+    Ok(Json(app.broker.stats(&queue)?.into()))
 }
 
 /// Shows one queue's stats and settings.
