@@ -283,8 +283,10 @@ pub enum Overflow {
     DropOldest,
 }
 
-/// Per-queue settings, all with defaults.
+/// Per-queue settings, all with defaults (a field absent from a stored record takes its
+/// default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QueueSettings {
     /// Dead-letter after this many deliveries; `None` (the default) never dead-letters.
     pub max_deliveries: Option<u32>,
@@ -303,6 +305,12 @@ pub struct QueueSettings {
     pub overflow: Overflow,
     /// A paused queue accepts pushes but delivers nothing until resumed.
     pub paused: bool,
+    /// Largest message body this queue takes, in bytes (within the server's
+    /// `max_message_bytes`); `None` is the server's limit (Kestrel's `max_item_size`).
+    pub max_message_bytes: Option<u64>,
+    /// Dedup ids are held for as long as their message is queued or in flight (in any
+    /// subscription), not for the dedup window.
+    pub dedup_until_consumed: bool,
 }
 
 impl Default for QueueSettings {
@@ -316,6 +324,8 @@ impl Default for QueueSettings {
             max_bytes: None,
             overflow: Overflow::Reject,
             paused: false,
+            max_message_bytes: None,
+            dedup_until_consumed: false,
         }
     }
 }
@@ -345,6 +355,11 @@ pub struct SettingsPatch {
     pub overflow: Option<Overflow>,
     /// See [`QueueSettings::paused`].
     pub paused: Option<bool>,
+    /// See [`QueueSettings::max_message_bytes`].
+    #[serde(default, with = "double_option")]
+    pub max_message_bytes: Option<Option<u64>>,
+    /// See [`QueueSettings::dedup_until_consumed`].
+    pub dedup_until_consumed: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -373,6 +388,12 @@ impl SettingsPatch {
         }
         if let Some(v) = self.paused {
             settings.paused = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            settings.max_message_bytes = v;
+        }
+        if let Some(v) = self.dedup_until_consumed {
+            settings.dedup_until_consumed = v;
         }
     }
 }

@@ -141,12 +141,14 @@ pub enum Op {
         /// True when this is a dead-lettering.
         dead_letter: bool,
     },
-    /// New settings for a queue (creates it if needed).
+    /// New settings for a queue (creates it if needed), in the layout of the first
+    /// release: written by older builds, read but no longer written (see
+    /// [`Op::Settings`]).
     Configure {
         /// Queue name.
         queue: String,
         /// The whole new settings.
-        settings: QueueSettings,
+        settings: SettingsV1,
     },
     /// Every message of every subscription and the log is dropped; ids keep rising.
     Purge {
@@ -242,4 +244,60 @@ pub enum Op {
         /// The new description (`None` clears it).
         description: Option<String>,
     },
+    /// New settings for a queue (creates it if needed). They travel as JSON, so that a
+    /// setting added later is simply absent from older records and takes its default.
+    Settings {
+        /// Queue name.
+        queue: String,
+        /// The whole new [`QueueSettings`], as JSON.
+        json: String,
+    },
+}
+
+/// The settings of [`Op::Configure`], frozen as the first release wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsV1 {
+    /// See [`QueueSettings::max_deliveries`].
+    pub max_deliveries: Option<u32>,
+    /// See [`QueueSettings::dead_letter_queue`].
+    pub dead_letter_queue: Option<String>,
+    /// See [`QueueSettings::dedup_window_ms`].
+    pub dedup_window_ms: u64,
+    /// See [`QueueSettings::retention`].
+    pub retention: crate::model::Retention,
+    /// See [`QueueSettings::max_length`].
+    pub max_length: Option<u64>,
+    /// See [`QueueSettings::max_bytes`].
+    pub max_bytes: Option<u64>,
+    /// See [`QueueSettings::overflow`].
+    pub overflow: crate::model::Overflow,
+    /// See [`QueueSettings::paused`].
+    pub paused: bool,
+}
+
+impl From<SettingsV1> for QueueSettings {
+    fn from(s: SettingsV1) -> Self {
+        QueueSettings {
+            max_deliveries: s.max_deliveries,
+            dead_letter_queue: s.dead_letter_queue,
+            dedup_window_ms: s.dedup_window_ms,
+            retention: s.retention,
+            max_length: s.max_length,
+            max_bytes: s.max_bytes,
+            overflow: s.overflow,
+            paused: s.paused,
+            ..QueueSettings::default()
+        }
+    }
+}
+
+impl Op {
+    /// The op that gives `queue` these settings.
+    pub fn settings(queue: &str, settings: &QueueSettings) -> Op {
+        Op::Settings {
+            queue: queue.to_string(),
+            // Plain data with string keys: serializing it cannot fail.
+            json: serde_json::to_string(settings).unwrap_or_default(),
+        }
+    }
 }

@@ -128,6 +128,9 @@ pub fn settings(queue: &str, patch: &SettingsPatch) -> Result<()> {
     if patch.max_deliveries == Some(Some(0)) {
         return Err(invalid("max_deliveries must be at least 1"));
     }
+    if patch.max_message_bytes == Some(Some(0)) {
+        return Err(invalid("max_message_bytes must be at least 1"));
+    }
     if let Some(ms) = patch.dedup_window_ms {
         duration("dedup_window_ms", Duration::from_millis(ms))?;
     }

@@ -148,3 +148,114 @@ async fn a_fanout_only_queue_keeps_a_message_for_the_subscriptions_that_existed_
     assert!(subs.iter().all(|s| s.ready == 0 && s.in_flight == 0));
     assert!(reopened.stats("news").unwrap().fanout_only);
 }
+
+fn keyed(body: &str, key: &str) -> NewMessage {
+    NewMessage {
+        dedup_id: Some(key.to_string()),
+        ..NewMessage::new(body.to_string())
+    }
+}
+
+#[tokio::test]
+async fn dedup_until_consumed_holds_an_id_while_its_message_is_queued_or_leased() {
+    let t = TestBroker::new(1 << 20);
+    let b = &t.broker;
+    let patch = SettingsPatch {
+        dedup_until_consumed: Some(true),
+        // A window this short would forget the id at once.
+        dedup_window_ms: Some(1),
+        ..SettingsPatch::default()
+    };
+    b.configure("jobs", patch).await.unwrap();
+    b.subscribe("jobs", "audit", StartAt::Latest).await.unwrap();
+    let first = b.push("jobs", vec![keyed("a", "k1")]).await.unwrap()[0];
+    t.clock.advance(60_000);
+    let again = b.push("jobs", vec![keyed("a again", "k1")]).await.unwrap()[0];
+    assert_eq!(
+        again,
+        PushOutcome {
+            id: first.id,
+            duplicate: true
+        }
+    );
+
+    // Leased from the default subscription, still held by `audit`: still a duplicate.
+    let opts = LeaseOptions {
+        read: now(1),
+        visibility: std::time::Duration::from_secs(30),
+    };
+    let leased = b
+        .lease("jobs", opts)
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
+    b.ack("jobs", &[leased[0].receipt.clone().unwrap()])
+        .await
+        .unwrap();
+    assert!(b.push("jobs", vec![keyed("x", "k1")]).await.unwrap()[0].duplicate);
+
+    // After a restart the id is held still; once `audit` consumed it, it is free.
+    let reopened = open(t.store.clone(), t.clock.clone());
+    assert!(reopened.push("jobs", vec![keyed("x", "k1")]).await.unwrap()[0].duplicate);
+    let audit = ReadOptions {
+        max: 5,
+        subscription: Some("audit".into()),
+        ..ReadOptions::default()
+    };
+    let got = reopened
+        .take("jobs", audit)
+        .await
+        .unwrap()
+        .into_messages()
+        .await
+        .unwrap();
+    assert_eq!(bodies(&got), vec!["a"]);
+    let fresh = reopened.push("jobs", vec![keyed("b", "k1")]).await.unwrap()[0];
+    assert!(!fresh.duplicate);
+    assert_eq!(fresh.id, first.id + 1);
+}
+
+#[tokio::test]
+async fn a_queue_may_take_smaller_messages_than_the_server() {
+    let t = TestBroker::new(1 << 20);
+    let b = &t.broker;
+    let patch = SettingsPatch {
+        max_message_bytes: Some(Some(4)),
+        ..SettingsPatch::default()
+    };
+    b.configure("small", patch).await.unwrap();
+    push(b, "small", "four").await;
+    let err = b
+        .push("small", vec![NewMessage::new("fives")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size: 5, limit: 4 }),
+        "{err:?}"
+    );
+    let zero = SettingsPatch {
+        max_message_bytes: Some(Some(0)),
+        ..SettingsPatch::default()
+    };
+    assert!(matches!(
+        b.configure("small", zero).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    // The setting is durable, and clearing it restores the server's limit.
+    let reopened = open(t.store.clone(), t.clock.clone());
+    assert_eq!(
+        reopened.settings("small").unwrap().max_message_bytes,
+        Some(4)
+    );
+    let clear = SettingsPatch {
+        max_message_bytes: Some(None),
+        ..SettingsPatch::default()
+    };
+    reopened.configure("small", clear).await.unwrap();
+    reopened
+        .push("small", vec![NewMessage::new("fives")])
+        .await
+        .unwrap();
+}

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use godwit_core::op::SettingsV1;
 use godwit_core::storage::{PushRecord, RemoveReason};
 use godwit_core::{
     Location, Op, Overflow, QueueSettings, Retention, RetentionMode, StartAt, Storage, StorageError,
@@ -62,7 +63,7 @@ fn push(queue: &str, id: u64, body: &str) -> PushRecord {
 
 /// The groups the v1 fixture holds: a few ops of every `Op` variant.
 fn fixture_groups() -> Vec<Vec<Op>> {
-    let settings = QueueSettings {
+    let settings = SettingsV1 {
         max_deliveries: Some(3),
         dead_letter_queue: Some("jobs.dead".into()),
         dedup_window_ms: 60_000,
@@ -205,6 +206,14 @@ fn fixture_groups() -> Vec<Vec<Op>> {
             queue: "topic".into(),
             description: None,
         }],
+        vec![Op::settings(
+            "topic",
+            &QueueSettings {
+                max_message_bytes: Some(4096),
+                dedup_until_consumed: true,
+                ..QueueSettings::default()
+            },
+        )],
     ]
 }
 
@@ -233,10 +242,11 @@ fn variant(op: &Op) -> &'static str {
         Op::SoftGet { .. } => "SoftGet",
         Op::Create { .. } => "Create",
         Op::Describe { .. } => "Describe",
+        Op::Settings { .. } => "Settings",
     }
 }
 
-const VARIANTS: usize = 18;
+const VARIANTS: usize = 19;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {
@@ -539,4 +549,30 @@ fn a_torn_header_in_the_newest_segment_is_a_torn_tail() {
     drop(store);
     let groups = replay_all(dir.path()).unwrap();
     assert_eq!(groups.len(), fixture_groups().len() + 1);
+}
+
+/// A log written before settings travelled as JSON (`Op::Configure`'s first layout)
+/// opens as a broker with those settings, and the new fields take their defaults.
+#[tokio::test]
+async fn the_first_v1_log_opens_as_a_broker_with_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("v1-base"), dir.path());
+    let mut opts = StoreOptions::new(dir.path());
+    opts.segment_bytes = 512;
+    let store = std::sync::Arc::new(LogStore::open(opts).unwrap());
+    let clock = std::sync::Arc::new(godwit_core::ManualClock::new(1_700_000_000_000));
+    let broker =
+        godwit_core::Broker::open(store, clock, godwit_core::BrokerConfig::default()).unwrap();
+    let s = broker.settings("jobs").unwrap();
+    assert_eq!(
+        (
+            s.max_deliveries,
+            s.dead_letter_queue.as_deref(),
+            s.max_length
+        ),
+        (Some(3), Some("jobs.dead"), Some(10_000))
+    );
+    assert_eq!(s.overflow, Overflow::DropOldest);
+    assert_eq!((s.max_message_bytes, s.dedup_until_consumed), (None, false));
+    broker.shutdown().await.unwrap();
 }

@@ -749,10 +749,7 @@ impl Broker {
             let mut core = self.inner.core.lock();
             let mut settings = core.state.settings(queue).cloned().unwrap_or_default();
             patch.apply(&mut settings);
-            let op = Op::Configure {
-                queue: queue.to_string(),
-                settings: settings.clone(),
-            };
+            let op = Op::settings(queue, &settings);
             let mut ticket = self.inner.commit(&mut core, vec![op])?;
             let now = self.inner.clock.now_ms();
             if let Some(op) = core.state.plan_retention(queue, now) {
@@ -1068,7 +1065,9 @@ impl Inner {
 fn creates_queue(op: &Op) -> Option<&str> {
     match op {
         Op::Push(rec) => Some(rec.queue.as_str()),
-        Op::Configure { queue, .. } | Op::Subscribe { queue, .. } => Some(queue.as_str()),
+        Op::Configure { queue, .. } | Op::Settings { queue, .. } | Op::Subscribe { queue, .. } => {
+            Some(queue.as_str())
+        }
         Op::Move { to, .. } | Op::MoveTo { to, .. } => Some(to.as_str()),
         _ => None,
     }
@@ -1081,6 +1080,7 @@ fn readies(op: &Op) -> Option<&str> {
         Op::Promote { queue, .. }
         | Op::Release { queue, .. }
         | Op::Configure { queue, .. }
+        | Op::Settings { queue, .. }
         | Op::Subscribe { queue, .. }
         | Op::Seek { queue, .. } => Some(queue.as_str()),
         Op::Move { to, .. } | Op::MoveTo { to, .. } => Some(to.as_str()),

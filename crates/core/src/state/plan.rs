@@ -67,15 +67,28 @@ impl State {
         let mut pushes = Vec::with_capacity(messages.len());
         let mut new_bytes = 0u64;
         for (i, m) in messages.iter().enumerate() {
+            if let Some(limit) = settings.max_message_bytes {
+                if m.body.len() as u64 > limit {
+                    return Err(Error::TooLarge {
+                        size: m.body.len(),
+                        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                    });
+                }
+            }
             let hash = hashes
                 .get(i)
                 .copied()
                 .unwrap_or_else(|| crate::op::body_hash(&m.body));
             if let Some(key) = m.dedup_id.as_deref() {
                 let earlier = seen_in_batch.get(key).copied().or_else(|| {
-                    q.and_then(|q| q.dedup.get(key))
-                        .filter(|(_, until)| *until > now)
-                        .map(|(id, _)| *id)
+                    q.and_then(|q| {
+                        q.held_dedup.get(key).copied().or_else(|| {
+                            q.dedup
+                                .get(key)
+                                .filter(|(_, until)| *until > now)
+                                .map(|(id, _)| *id)
+                        })
+                    })
                 });
                 if let Some(id) = earlier {
                     outcomes.push(PushOutcome {

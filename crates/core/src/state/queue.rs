@@ -40,6 +40,10 @@ pub(crate) struct Queue {
     /// Dedup id → (message id, remembered until).
     pub(crate) dedup: HashMap<String, (u64, u64)>,
     pub(crate) dedup_order: VecDeque<(u64, String)>,
+    /// Dedup ids held until their message is consumed (`dedup_until_consumed`): key →
+    /// message id, and back.
+    pub(crate) held_dedup: HashMap<String, u64>,
+    pub(crate) dedup_key_of: HashMap<u64, String>,
     pub(crate) counters: Counters,
     /// How long the last consumed message had been queued (ms); not checkpointed.
     #[serde(skip)]
@@ -82,6 +86,8 @@ impl Queue {
             log_floor: self.log_floor,
             dedup: self.dedup.clone(),
             dedup_order: self.dedup_order.clone(),
+            held_dedup: self.held_dedup.clone(),
+            dedup_key_of: self.dedup_key_of.clone(),
             counters: self.counters.clone(),
             last_age_ms: 0,
             created_at_ms: self.created_at_ms,
@@ -125,6 +131,36 @@ impl Queue {
         }
         self.counters.pushed += 1;
         self.next_id = self.next_id.max(meta.id.saturating_add(1));
+    }
+
+    /// Takes new settings (leaving log retention empties the log).
+    pub(crate) fn configure(&mut self, settings: QueueSettings, live: &mut Live) {
+        if !settings.retention.is_log() {
+            self.clear_log(live);
+        }
+        self.settings = settings;
+    }
+
+    /// Forgets the held dedup ids of those of `ids` no subscription holds any more.
+    pub(crate) fn release_dedup(&mut self, ids: &[u64]) {
+        if self.dedup_key_of.is_empty() {
+            return;
+        }
+        for id in ids {
+            if !self.dedup_key_of.contains_key(id) || self.subs.values().any(|s| s.holds(*id)) {
+                continue;
+            }
+            if let Some(key) = self.dedup_key_of.remove(id) {
+                self.held_dedup.remove(&key);
+            }
+        }
+    }
+
+    /// [`Queue::release_dedup`] of every message with a held dedup id (after a
+    /// subscription went or moved).
+    pub(crate) fn release_all_dedup(&mut self) {
+        let ids: Vec<u64> = self.dedup_key_of.keys().copied().collect();
+        self.release_dedup(&ids);
     }
 
     /// Empties the retained log.

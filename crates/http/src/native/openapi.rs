@@ -155,6 +155,7 @@ fn limits(config: &BrokerConfig) -> Vec<(&'static str, Limit)> {
         ("dedup_window_ms", Limit::Range(0, MAX_DURATION_MS)),
         ("max_age_ms", Limit::Range(0, MAX_DURATION_MS)),
         ("max_deliveries", Limit::Range(1, u64::from(u32::MAX))),
+        ("max_message_bytes", Limit::Range(1, u64::MAX)),
         ("dedup_id", Limit::MaxLength(MAX_NAME_BYTES)),
         (
             "description",

@@ -151,6 +151,11 @@ pub struct SettingsJson {
     pub overflow: OverflowJson,
     /// A paused queue accepts pushes but delivers nothing.
     pub paused: bool,
+    /// Largest message body this queue takes; `null` is the server's limit.
+    pub max_message_bytes: Option<u64>,
+    /// Dedup ids are held while their message is queued or in flight, not for the
+    /// dedup window.
+    pub dedup_until_consumed: bool,
 }
 
 impl From<QueueSettings> for SettingsJson {
@@ -164,6 +169,8 @@ impl From<QueueSettings> for SettingsJson {
             max_bytes: s.max_bytes,
             overflow: s.overflow.into(),
             paused: s.paused,
+            max_message_bytes: s.max_message_bytes,
+            dedup_until_consumed: s.dedup_until_consumed,
         }
     }
 }

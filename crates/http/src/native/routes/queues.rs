@@ -37,6 +37,11 @@ pub struct SettingsPatchDoc {
     overflow: Option<OverflowJson>,
     /// A paused queue accepts pushes but delivers nothing.
     paused: Option<bool>,
+    /// Largest message body this queue takes (at least 1); `null` is the server's
+    /// `--max-message-bytes`.
+    max_message_bytes: Option<u64>,
+    /// Hold dedup ids while their message is queued or in flight, not for the window.
+    dedup_until_consumed: Option<bool>,
 }
 
 /// The reply of purge.
