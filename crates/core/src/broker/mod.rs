@@ -965,7 +965,13 @@ impl Inner {
         // A queue an op would create is created first, by a logged `Create` with the
         // time, so its creation time and order survive a restart.
         let mut creates: Vec<Op> = Vec::new();
+        let mut checked: Option<&str> = None;
         for q in ops.iter().filter_map(creates_queue) {
+            // A batch's pushes name one queue: look it up once.
+            if checked == Some(q) {
+                continue;
+            }
+            checked = Some(q);
             let new = !core.state.has_queue(q)
                 && !creates
                     .iter()
