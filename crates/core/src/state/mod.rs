@@ -591,18 +591,20 @@ impl State {
     /// Up to `max` ready, unreserved messages from `end` (in delivery order from the
     /// head, in reverse from the tail), without consuming.
     pub fn peek(&self, queue: &str, sub: &str, max: usize, end: End, now: u64) -> Vec<Meta> {
-        let Some(q) = self.queues.get(queue) else {
-            return Vec::new();
-        };
-        let floor = q.log_floor;
-        let Some(s) = q.subs.get(sub) else {
+        let Some((s, floor)) = self.sub_view(queue, sub) else {
             return Vec::new();
         };
         s.ready_from(end)
-            .filter(|m| !m.expired(now) && m.id >= floor && !s.is_reserved(m.id))
+            .filter(|m| s.is_shown(m, now, floor))
             .take(max)
             .copied()
             .collect()
+    }
+
+    /// A subscription and its queue's log floor (ids below it were trimmed or purged).
+    fn sub_view(&self, queue: &str, sub: &str) -> Option<(&sub::Sub, u64)> {
+        let q = self.queues.get(queue)?;
+        Some((q.subs.get(sub)?, q.log_floor))
     }
 
     /// Ready, unreserved messages a read could get now (what positions count).
@@ -617,11 +619,7 @@ impl State {
     /// head), in that order. Walks from whichever end is nearer, so a position costs
     /// its distance from that end.
     pub fn range(&self, queue: &str, sub: &str, first: u64, last: u64, now: u64) -> Vec<Meta> {
-        let Some(q) = self.queues.get(queue) else {
-            return Vec::new();
-        };
-        let floor = q.log_floor;
-        let Some(s) = q.subs.get(sub) else {
+        let Some((s, floor)) = self.sub_view(queue, sub) else {
             return Vec::new();
         };
         let len = s.visible();
@@ -630,7 +628,7 @@ impl State {
         }
         let last = last.min(len - 1);
         let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-        let shown = |m: &&Meta| !m.expired(now) && m.id >= floor && !s.is_reserved(m.id);
+        let shown = |m: &&Meta| s.is_shown(m, now, floor);
         if first <= len - 1 - last {
             let skip = usize::try_from(first).unwrap_or(usize::MAX);
             s.ready_from(End::Head)
@@ -673,16 +671,11 @@ impl State {
         max: usize,
         now: u64,
     ) -> Vec<u64> {
-        let Some(q) = self.queues.get(queue) else {
-            return Vec::new();
-        };
-        let floor = q.log_floor;
-        let Some(s) = q.subs.get(sub) else {
+        let Some((s, floor)) = self.sub_view(queue, sub) else {
             return Vec::new();
         };
         s.ready_from(end)
-            .filter(|m| ids.contains(&m.id) && !m.expired(now) && m.id >= floor)
-            .filter(|m| !s.is_reserved(m.id))
+            .filter(|m| ids.contains(&m.id) && s.is_shown(m, now, floor))
             .take(max)
             .map(|m| m.id)
             .collect()

@@ -312,6 +312,12 @@ impl Sub {
         }
     }
 
+    /// Whether a ready message is one a read may be shown: not reserved, not expired at
+    /// `now`, not below the queue's log floor.
+    pub(crate) fn is_shown(&self, m: &Meta, now: u64, floor: u64) -> bool {
+        !m.expired(now) && m.id >= floor && !self.is_reserved(m.id)
+    }
+
     /// Whether a ready message is reserved by an unconfirmed delivery.
     pub(crate) fn is_reserved(&self, id: u64) -> bool {
         self.reserved.contains_key(&id)

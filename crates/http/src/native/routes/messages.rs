@@ -334,23 +334,22 @@ pub async fn batch(
     Ok((status, Json(reply)).into_response())
 }
 
+/// A body given in JSON as exactly one of `body` (text) and `body_base64`.
+pub(crate) fn json_body(text: Option<String>, base64: Option<String>) -> Result<Bytes, ApiError> {
+    match (text, base64) {
+        (Some(text), None) => Ok(Bytes::from(text)),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded.as_bytes())
+            .map(Bytes::from)
+            .map_err(|err| ApiError::invalid_argument(format!("body_base64 is not base64: {err}"))),
+        _ => Err(ApiError::invalid_argument(
+            "give exactly one of body and body_base64",
+        )),
+    }
+}
+
 fn batch_message(item: BatchItem) -> Result<NewMessage, ApiError> {
-    let body = match (item.body, item.body_base64) {
-        (Some(text), None) => Bytes::from(text),
-        (None, Some(encoded)) => {
-            BASE64
-                .decode(encoded.as_bytes())
-                .map(Bytes::from)
-                .map_err(|err| {
-                    ApiError::invalid_argument(format!("body_base64 is not base64: {err}"))
-                })?
-        }
-        _ => {
-            return Err(ApiError::invalid_argument(
-                "give exactly one of body and body_base64",
-            ))
-        }
-    };
+    let body = json_body(item.body, item.body_base64)?;
     let options = MessageOptions {
         priority: item.priority,
         delay_ms: item.delay_ms,

@@ -2,15 +2,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{ApiJson, ApiQuery, QueueName, RawBody};
 use crate::native::routes::consume::SubscriptionQuery;
+use crate::native::routes::messages::json_body;
 use crate::AppState;
 
 /// The reply of a membership test.
@@ -93,22 +91,7 @@ pub async fn remove(
     QueueName(queue): QueueName,
     ApiJson(request): ApiJson<RemoveRequest>,
 ) -> Result<Json<RemoveReply>, ApiError> {
-    let body = match (request.body, request.body_base64) {
-        (Some(text), None) => Bytes::from(text),
-        (None, Some(encoded)) => {
-            BASE64
-                .decode(encoded.as_bytes())
-                .map(Bytes::from)
-                .map_err(|err| {
-                    ApiError::invalid_argument(format!("body_base64 is not base64: {err}"))
-                })?
-        }
-        _ => {
-            return Err(ApiError::invalid_argument(
-                "give exactly one of body and body_base64",
-            ))
-        }
-    };
+    let body = json_body(request.body, request.body_base64)?;
     let removed = app
         .broker
         .remove_value(
