@@ -101,6 +101,17 @@ fn queue_entry<'a>(
     queues.get_mut(name).expect("inserted above")
 }
 
+/// What a move means for the source queue's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// A dead-lettering (the message also loses its TTL).
+    DeadLetter,
+    /// Delivered and consumed by a move (`LMOVE`).
+    Consumed,
+    /// Neither (a `Move` op that is not a dead-lettering).
+    Plain,
+}
+
 /// Everything the broker holds in memory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
@@ -270,26 +281,14 @@ impl State {
                 new_id,
                 dead_letter,
             } => {
-                let Some(q) = self.queues.get_mut(queue) else {
-                    return;
-                };
-                let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(*id, live)) else {
-                    return;
-                };
-                q.release_dedup(&[*id]);
-                if *dead_letter {
-                    q.counters.dead_lettered += 1;
-                }
                 // A dead letter is kept for inspection: its TTL no longer applies (as
                 // RabbitMQ drops the expiration of a dead-lettered message).
-                let moved = Meta {
-                    id: *new_id,
-                    deliveries: 0,
-                    expires_at_ms: if *dead_letter { 0 } else { meta.expires_at_ms },
-                    ..meta
+                let how = if *dead_letter {
+                    Moved::DeadLetter
+                } else {
+                    Moved::Plain
                 };
-                queue_entry(&mut self.queues, &mut self.retired, &mut self.next_seq, to)
-                    .add(moved, 0, false, live);
+                self.move_message(queue, sub, *id, to, *new_id, false, how);
             }
             Op::Configure { queue, settings } => {
                 let q = queue_entry(
@@ -392,25 +391,7 @@ impl State {
                 to,
                 new_id,
                 at_head,
-            } => {
-                let Some(q) = self.queues.get_mut(queue) else {
-                    return;
-                };
-                let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(*id, live)) else {
-                    return;
-                };
-                q.release_dedup(&[*id]);
-                q.counters.delivered += 1;
-                q.counters.consumed += 1;
-                let moved = Meta {
-                    id: *new_id,
-                    deliveries: 0,
-                    soft_gets: 0,
-                    ..meta
-                };
-                queue_entry(&mut self.queues, &mut self.retired, &mut self.next_seq, to)
-                    .add(moved, 0, *at_head, live);
-            }
+            } => self.move_message(queue, sub, *id, to, *new_id, *at_head, Moved::Consumed),
             Op::SoftGet { queue, sub, id } => {
                 if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
                     s.count_soft_get(*id);
@@ -444,6 +425,50 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Takes message `id` out of a subscription and adds it to queue `to` (created if
+    /// absent) as message `new_id`, sharing its record; counted as `how` says.
+    #[allow(clippy::too_many_arguments)]
+    fn move_message(
+        &mut self,
+        queue: &str,
+        sub: &str,
+        id: u64,
+        to: &str,
+        new_id: u64,
+        at_head: bool,
+        how: Moved,
+    ) {
+        let live = &mut self.live;
+        let Some(q) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(id, live)) else {
+            return;
+        };
+        q.release_dedup(&[id]);
+        match how {
+            Moved::DeadLetter => q.counters.dead_lettered += 1,
+            Moved::Consumed => {
+                q.counters.delivered += 1;
+                q.counters.consumed += 1;
+            }
+            Moved::Plain => {}
+        }
+        let moved = Meta {
+            id: new_id,
+            deliveries: 0,
+            soft_gets: 0,
+            expires_at_ms: if how == Moved::DeadLetter {
+                0
+            } else {
+                meta.expires_at_ms
+            },
+            ..meta
+        };
+        queue_entry(&mut self.queues, &mut self.retired, &mut self.next_seq, to)
+            .add(moved, 0, at_head, live);
     }
 
     /// Points every message stored at a key of `moved` to its new location (after
