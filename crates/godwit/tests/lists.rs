@@ -490,3 +490,92 @@ async fn queues_are_created_once_described_listed_by_prefix_and_fanned_out() {
         .await
         .assert_error(400, "invalid_query");
 }
+
+/// Unique pushes and removes by value from concurrent clients, `kill -9` in the middle
+/// of them, then a restart: every acknowledged answer holds (a body acknowledged as
+/// added and not removed is there, one acknowledged as removed is not), no body is
+/// queued twice, and `contains` agrees with what is queued, body by body.
+#[tokio::test]
+async fn the_value_index_survives_kill9_under_concurrent_unique_pushes_and_removes() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut s = TestServer::start(&[]).await;
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let client = client.clone();
+        let push_url = s.url("/v1/queues/set/messages?unique=true");
+        let remove_url = s.url("/v1/queues/set/remove");
+        tasks.push(tokio::spawn(async move {
+            // Each task owns its bodies, so its own answers are a sequential history.
+            // Last acknowledged state per body: Some(true) present, Some(false) absent;
+            // a body whose last request got no answer is unknown (None).
+            let mut known: BTreeMap<String, Option<bool>> = BTreeMap::new();
+            // Until the server is killed under it.
+            for i in 0..u32::MAX {
+                let body = format!("v{t}-{}", i % 7);
+                let present = known.get(&body).copied().flatten().unwrap_or(false);
+                let uncertain = matches!(known.get(&body), Some(None));
+                if i % 3 == 2 {
+                    let r = client
+                        .post(&remove_url)
+                        .json(&json!({"body": body}))
+                        .send()
+                        .await;
+                    let Ok(r) = r else {
+                        known.insert(body, None);
+                        break;
+                    };
+                    let Ok(v) = r.json::<Value>().await else {
+                        known.insert(body, None);
+                        break;
+                    };
+                    if !uncertain {
+                        assert_eq!(v["removed"], json!(u64::from(present)), "{body}: {v}");
+                    }
+                    known.insert(body, Some(false));
+                } else {
+                    let r = client.post(&push_url).body(body.clone()).send().await;
+                    let Ok(r) = r else {
+                        known.insert(body, None);
+                        break;
+                    };
+                    let Ok(v) = r.json::<Value>().await else {
+                        known.insert(body, None);
+                        break;
+                    };
+                    if !uncertain {
+                        let duplicate = v["duplicate"] == json!(true);
+                        assert_eq!(duplicate, present, "{body}: {v}");
+                    }
+                    known.insert(body, Some(true));
+                }
+            }
+            known
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.kill9();
+    let mut known = BTreeMap::new();
+    for t in tasks {
+        known.extend(t.await.unwrap());
+    }
+    s.restart().await;
+    let queued = bodies(&s.drain_peek("set").await);
+    let distinct: BTreeSet<&String> = queued.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        queued.len(),
+        "a unique body is queued once: {queued:?}"
+    );
+    for (body, state) in &known {
+        let there = distinct.contains(body);
+        if let Some(want) = state {
+            assert_eq!(there, *want, "{body} after kill -9");
+        }
+        assert_eq!(contains(&s, "set", body).await, there, "contains {body}");
+    }
+    assert!(
+        known.values().any(Option::is_none),
+        "the kill landed while requests were in flight"
+    );
+}

@@ -356,6 +356,26 @@ impl TestServer {
         }
     }
 
+    /// Every ready message of a queue in delivery order, without consuming (pages of
+    /// `range`).
+    pub async fn drain_peek(&self, queue: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let start = all.len();
+            let page = self
+                .get(&format!(
+                    "/v1/queues/{queue}/range?start={start}&stop={}",
+                    start + 499
+                ))
+                .await
+                .messages();
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
     /// The stats of one queue, asserting 200.
     pub async fn stats(&self, queue: &str) -> Value {
         let reply = self.get(&format!("/v1/queues/{queue}")).await;
