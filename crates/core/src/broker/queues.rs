@@ -1,0 +1,219 @@
+//! Queues as things: lifecycle (create, ensure, describe, purge, drop), settings,
+//! subscriptions, and the stats kept as things happen.
+
+use super::{Broker, Core};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::name::{validate_queue, validate_subscription};
+use crate::op::Op;
+use crate::validate;
+
+impl Broker {
+    /// Stats of one queue, or `NotFound`.
+    pub fn stats(&self, queue: &str) -> Result<QueueStats> {
+        validate_queue(queue)?;
+        let (core, _) = self.inner.lock_swept(&[queue])?;
+        core.state
+            .stats(queue)
+            .map(|s| with_waiters(&core, s))
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+
+    /// Stats of every queue, by name.
+    pub fn list(&self) -> Vec<QueueStats> {
+        self.list_prefix("")
+    }
+
+    /// Stats of the queues whose name starts with `prefix`, by name.
+    pub fn list_prefix(&self, prefix: &str) -> Vec<QueueStats> {
+        let core = self.inner.core.lock();
+        let st = &core.state;
+        st.queue_names_with(prefix)
+            .filter_map(|q| st.stats(q))
+            .map(|s| with_waiters(&core, s))
+            .collect()
+    }
+
+    /// Creates a queue, or fails with `AlreadyExists` when it is there (queue-sample's
+    /// topic creation, Kestrel and httpmq declarations). A fan-out-only queue has no
+    /// default subscription.
+    pub async fn create(&self, queue: &str, opts: CreateOptions) -> Result<()> {
+        validate_queue(queue)?;
+        validate::description(opts.description.as_deref())?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if core.state.has_queue(queue) {
+                return Err(Error::AlreadyExists(format!("queue {queue:?}")));
+            }
+            let op = Op::Create {
+                queue: queue.to_string(),
+                created_at_ms: self.inner.clock.now_ms(),
+                description: opts.description,
+                fanout_only: opts.fanout_only,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await
+    }
+
+    /// Creates a queue with the default options unless it exists; returns whether it
+    /// was created.
+    pub async fn ensure(&self, queue: &str) -> Result<bool> {
+        match self.create(queue, CreateOptions::default()).await {
+            Ok(()) => Ok(true),
+            Err(Error::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets or clears a queue's description; `NotFound` when absent.
+    pub async fn describe(&self, queue: &str, description: Option<String>) -> Result<()> {
+        validate_queue(queue)?;
+        validate::description(description.as_deref())?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let op = Op::Describe {
+                queue: queue.to_string(),
+                description,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await
+    }
+
+    /// The whole broker's counters: every queue's added up.
+    pub fn totals(&self) -> BrokerStats {
+        let mut totals = BrokerStats::default();
+        self.list().iter().for_each(|q| totals.add(q));
+        totals
+    }
+
+    /// The settings of a queue, or `NotFound`.
+    pub fn settings(&self, queue: &str) -> Result<QueueSettings> {
+        validate_queue(queue)?;
+        let core = self.inner.core.lock();
+        core.state
+            .settings(queue)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+
+    /// Changes a queue's settings (creating it if needed); returns the new settings.
+    pub async fn configure(&self, queue: &str, patch: SettingsPatch) -> Result<QueueSettings> {
+        validate_queue(queue)?;
+        validate::settings(queue, &patch)?;
+        let (ticket, settings) = {
+            let mut core = self.inner.core.lock();
+            let mut settings = core.state.settings(queue).cloned().unwrap_or_default();
+            patch.apply(&mut settings);
+            let op = Op::settings(queue, &settings);
+            let mut ticket = self.inner.commit(&mut core, vec![op])?;
+            let now = self.inner.clock.now_ms();
+            if let Some(op) = core.state.plan_retention(queue, now) {
+                ticket = self.inner.commit(&mut core, vec![op])?;
+            }
+            (ticket, settings)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(settings)
+    }
+
+    /// Drops every message of the queue; ids keep rising. Returns how many the default
+    /// subscription held, or `NotFound`.
+    pub async fn purge(&self, queue: &str) -> Result<u64> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let n = core.state.held(queue);
+            let op = Op::Purge {
+                queue: queue.to_string(),
+            };
+            (self.inner.commit(&mut core, vec![op])?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Deletes a queue and its subscriptions; returns how many messages the default
+    /// subscription held, or `NotFound` when absent.
+    pub async fn drop_queue(&self, queue: &str) -> Result<u64> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            let n = core.state.held(queue);
+            let op = Op::DropQueue {
+                queue: queue.to_string(),
+            };
+            (self.inner.commit(&mut core, vec![op])?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Creates a named subscription (idempotent: an existing one is left as it is and
+    /// `false` returned).
+    pub async fn subscribe(&self, queue: &str, name: &str, start: StartAt) -> Result<bool> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            if core.state.has_sub(queue, name) {
+                return Ok(false);
+            }
+            let op = Op::Subscribe {
+                queue: queue.to_string(),
+                sub: name.to_string(),
+                start,
+            };
+            self.inner.commit(&mut core, vec![op])?
+        };
+        self.inner.wait(ticket).await?;
+        Ok(true)
+    }
+
+    /// Moves a subscription so it delivers retained messages from `id` on (its leases
+    /// are dropped with it).
+    pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
+        let op = Op::Seek {
+            queue: queue.to_string(),
+            sub: name.to_string(),
+            id,
+        };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
+        self.inner.wait(ticket).await
+    }
+
+    /// Deletes a named subscription; `NotFound` when absent.
+    pub async fn unsubscribe(&self, queue: &str, name: &str) -> Result<()> {
+        let op = Op::Unsubscribe {
+            queue: queue.to_string(),
+            sub: name.to_string(),
+        };
+        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
+        self.inner.wait(ticket).await
+    }
+
+    /// Stats of a queue's named subscriptions.
+    pub fn subscriptions(&self, queue: &str) -> Result<Vec<SubscriptionStats>> {
+        validate_queue(queue)?;
+        let (core, _) = self.inner.lock_swept(&[queue])?;
+        core.state
+            .subscriptions(queue)
+            .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
+    }
+}
+
+/// A queue's stats with its waiting reads counted (they live beside the state).
+fn with_waiters(core: &Core, mut stats: QueueStats) -> QueueStats {
+    stats.waiters = core.waiters.count(&stats.name);
+    stats
+}
