@@ -17,8 +17,9 @@ use crate::model::{Message, Receipt, SessionId};
 use crate::state::{DeliveryId, Meta, ReadMode};
 use crate::storage::{PinnedRecord, StorageError};
 
-/// A message chosen by a read, with its record pinned for reading outside the lock.
-pub(crate) type Pinned = (Meta, Result<PinnedRecord, StorageError>);
+/// A message chosen by a read, its soft-get count, and its record pinned for reading
+/// outside the lock.
+pub(crate) type Pinned = (Meta, u16, Result<PinnedRecord, StorageError>);
 
 /// Messages reserved for one client, waiting for [`Delivery::confirm`].
 #[must_use = "an unconfirmed delivery returns its messages when dropped"]
@@ -103,7 +104,7 @@ impl Delivery {
             first_token: reserved.first_token,
             session: request.session,
             ids,
-            pinned: inner.pin(&reserved.metas),
+            pinned: inner.pin(&core.state, queue, sub, &reserved.metas),
             messages: Vec::new(),
             last_created_at,
             written: false,
@@ -261,7 +262,7 @@ impl Drop for Delivery {
 /// and left out.
 pub(crate) fn load(pinned: Vec<Pinned>, first_token: Option<u64>, sub: &str) -> Vec<Message> {
     let mut out = Vec::with_capacity(pinned.len());
-    for (i, (meta, record)) in pinned.into_iter().enumerate() {
+    for (i, (meta, soft_gets, record)) in pinned.into_iter().enumerate() {
         match record.and_then(|r| r.read()) {
             Ok(rec) => out.push(Message {
                 id: meta.id,
@@ -269,7 +270,7 @@ pub(crate) fn load(pinned: Vec<Pinned>, first_token: Option<u64>, sub: &str) -> 
                 priority: meta.priority,
                 created_at_ms: rec.created_at_ms,
                 deliveries: u32::from(meta.deliveries),
-                soft_gets: u32::from(meta.soft_gets),
+                soft_gets: u32::from(soft_gets),
                 headers: rec.headers,
                 receipt: first_token.map(|t| Receipt {
                     token: t.saturating_add(i as u64),

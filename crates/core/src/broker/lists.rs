@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::name::validate_queue;
 use crate::op::{Op, RemoveReason};
-use crate::state::Meta;
 
 impl Broker {
     /// The ready messages at positions `start..=stop` of the delivery order, without
@@ -36,7 +35,7 @@ impl Broker {
                 )));
             }
             let metas = core.state.range(queue, sub, first, last, now);
-            self.inner.pin(&metas)
+            self.inner.pin(&core.state, queue, sub, &metas)
         };
         Ok(delivery::load(pinned, None, sub))
     }
@@ -63,11 +62,8 @@ impl Broker {
                 id: meta.id,
             };
             let ticket = self.inner.commit(&mut core, vec![op])?;
-            let counted = Meta {
-                soft_gets: meta.soft_gets.saturating_add(1),
-                ..meta
-            };
-            (ticket, self.inner.pin(&[counted]))
+            // Pinned after the op is applied: the count includes this soft get.
+            (ticket, self.inner.pin(&core.state, queue, sub, &[meta]))
         };
         self.inner.wait(ticket).await?;
         Ok(delivery::load(pinned, None, sub).pop())

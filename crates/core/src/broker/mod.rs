@@ -435,7 +435,7 @@ impl Broker {
             let (core, now) = self.inner.lock_swept(&[queue])?;
             require_sub(&core.state, queue, sub)?;
             let metas = core.state.peek(queue, sub, opts.max, opts.end, now);
-            self.inner.pin(&metas)
+            self.inner.pin(&core.state, queue, sub, &metas)
         };
         Ok(delivery::load(pinned, None, sub))
     }
@@ -647,11 +647,15 @@ impl Inner {
         Ok(())
     }
 
-    /// Pins the records of `metas` (under the lock) for reading after it.
-    fn pin(&self, metas: &[Meta]) -> Vec<delivery::Pinned> {
+    /// Pins the records of `metas` of a subscription (under the lock) for reading
+    /// after it, with their soft-get counts.
+    fn pin(&self, st: &State, queue: &str, sub: &str, metas: &[Meta]) -> Vec<delivery::Pinned> {
         metas
             .iter()
-            .map(|m| (*m, self.storage.pin(m.loc)))
+            .map(|m| {
+                let soft_gets = st.soft_gets_of(queue, sub, m.id);
+                (*m, soft_gets, self.storage.pin(m.loc))
+            })
             .collect()
     }
 }

@@ -84,10 +84,10 @@ impl Broker {
             let (core, _) = self.inner.lock_swept(&[queue])?;
             require_sub(&core.state, queue, sub)?;
             let metas = core.state.with_hash(queue, sub, hash);
-            self.inner.pin(&metas)
+            self.inner.pin(&core.state, queue, sub, &metas)
         };
         let mut equal = BTreeSet::new();
-        for (meta, record) in pinned {
+        for (meta, _, record) in pinned {
             let record = record.and_then(|r| r.read()).map_err(Error::Storage)?;
             if record.body == body {
                 equal.insert(meta.id);

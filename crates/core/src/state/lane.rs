@@ -160,15 +160,6 @@ impl Lane {
             .find_map(|c| c.metas.iter().find(|m| m.id == id))
     }
 
-    /// The message with `id`, mutably (its counters change in place).
-    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Meta> {
-        let chunk = self
-            .chunks
-            .iter_mut()
-            .find(|c| c.may_hold(id) && c.metas.iter().any(|m| m.id == id))?;
-        Arc::make_mut(chunk).metas.iter_mut().find(|m| m.id == id)
-    }
-
     /// Messages from the head (reversed, from the tail).
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Meta> + '_ {
         self.chunks.iter().flat_map(|c| c.metas.iter())
@@ -223,7 +214,6 @@ mod tests {
             loc: Location::default(),
             body_len: 0,
             deliveries: 0,
-            soft_gets: 0,
             hash: 0,
             priority: 0,
         }

@@ -16,9 +16,10 @@
 //! | `plan.rs` | the planners: which ops an operation needs |
 //! | here | `State`, `apply`, relocation and the read-only views |
 //!
-//! Memory per queued message is one [`Meta`] (56 bytes) and one value-index entry (12
-//! bytes in a B-tree, about 26 bytes with the tree's nodes) per subscription holding
-//! it; bodies, headers and dedup ids stay in the store.
+//! Memory per queued message is one [`Meta`] (48 bytes) and one value-index entry (12
+//! bytes in a B-tree, about 29 bytes with the tree's nodes) per subscription holding
+//! it; bodies, headers, dedup ids and soft-get counts (a side map of the messages that
+//! have any) stay out of it.
 
 mod lane;
 mod live;
@@ -40,6 +41,11 @@ pub(crate) use sub::DeliveryId;
 use live::Live;
 use queue::Queue;
 
+/// The part of a body hash a [`Meta`] keeps.
+pub(crate) fn hash32(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
 /// The default subscription's name.
 pub const DEFAULT_SUB: &str = "";
 
@@ -56,15 +62,17 @@ pub struct Meta {
     pub loc: Location,
     /// Body length in bytes (what `max_bytes` and the `bytes` stats count).
     pub body_len: u32,
+    /// The top 32 bits of the body's hash ([`crate::op::body_hash`]), for the value
+    /// index (candidates are compared by body, so half the hash is enough).
+    pub hash: u32,
     /// Leases so far (saturating).
     pub deliveries: u16,
-    /// Soft gets so far (saturating).
-    pub soft_gets: u16,
-    /// The body's hash ([`crate::op::body_hash`]), for the value index.
-    pub hash: u64,
     /// 0..=9.
     pub priority: u8,
 }
+
+// A `Meta` per message per subscription is most of the memory a backlog costs.
+const _: () = assert!(std::mem::size_of::<Meta>() == 48);
 
 impl Meta {
     /// Whether the message's TTL has passed at `now`.
@@ -189,10 +197,10 @@ impl State {
                     loc,
                     body_len: u32::try_from(rec.body.len()).unwrap_or(u32::MAX),
                     deliveries: 0,
-                    soft_gets: 0,
-                    hash: rec
-                        .body_hash
-                        .unwrap_or_else(|| crate::op::body_hash(&rec.body)),
+                    hash: hash32(
+                        rec.body_hash
+                            .unwrap_or_else(|| crate::op::body_hash(&rec.body)),
+                    ),
                     priority: rec.priority.min(MAX_PRIORITY),
                 };
                 let q = queue_entry(
@@ -459,7 +467,6 @@ impl State {
         let moved = Meta {
             id: new_id,
             deliveries: 0,
-            soft_gets: 0,
             expires_at_ms: if how == Moved::DeadLetter {
                 0
             } else {
@@ -630,6 +637,14 @@ impl State {
     fn sub_view(&self, queue: &str, sub: &str) -> Option<(&sub::Sub, u64)> {
         let q = self.queues.get(queue)?;
         Some((q.subs.get(sub)?, q.log_floor))
+    }
+
+    /// How many soft gets have returned message `id` of a subscription.
+    pub fn soft_gets_of(&self, queue: &str, sub: &str, id: u64) -> u16 {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subs.get(sub))
+            .map_or(0, |s| s.soft_gets_of(id))
     }
 
     /// Ready, unreserved messages a read could get now (what positions count).

@@ -531,7 +531,7 @@ mod tests {
                 offset: id as u32 * 100,
                 len: 50,
             };
-            let op = pushed(id, body, 7);
+            let op = pushed(id, body, 7 << 32);
             if let Op::Push(rec) = &op {
                 stored.insert(loc, rec.body.clone());
             }
@@ -540,7 +540,7 @@ mod tests {
         let mut same = |loc: Location, body: &Bytes| Ok(stored.get(&loc) == Some(body));
         // Same hash, different body: added.
         let (ops, out) = st
-            .plan_push("q", vec![unique("plum")], &[7], 2, &mut same)
+            .plan_push("q", vec![unique("plum")], &[7 << 32], 2, &mut same)
             .unwrap();
         assert_eq!(
             out[0],
@@ -552,7 +552,7 @@ mod tests {
         assert_eq!(ops.len(), 1);
         // Same hash and body as the second candidate: refused, naming it.
         let (ops, out) = st
-            .plan_push("q", vec![unique("pear")], &[7], 2, &mut same)
+            .plan_push("q", vec![unique("pear")], &[7 << 32], 2, &mut same)
             .unwrap();
         assert_eq!(
             out[0],
@@ -568,7 +568,7 @@ mod tests {
             .plan_push(
                 "q",
                 vec![unique("fig"), unique("fig")],
-                &[7, 7],
+                &[7 << 32, 7 << 32],
                 2,
                 &mut same,
             )
@@ -587,8 +587,20 @@ mod tests {
             ]
         );
         // The index returns both colliding messages as candidates, nothing more.
-        let ids: Vec<u64> = st.with_hash("q", "", 7).iter().map(|m| m.id).collect();
+        let ids: Vec<u64> = st
+            .with_hash("q", "", 7 << 32)
+            .iter()
+            .map(|m| m.id)
+            .collect();
         assert_eq!(ids, vec![1, 2]);
-        assert!(st.with_hash("q", "", 8).is_empty());
+        assert!(st.with_hash("q", "", 8 << 32).is_empty());
+        // The index keys on the top half of the hash: a hash differing below it is
+        // still a candidate, and the body comparison decides.
+        let low: Vec<u64> = st
+            .with_hash("q", "", (7 << 32) | 5)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(low, vec![1, 2]);
     }
 }

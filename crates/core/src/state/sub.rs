@@ -10,17 +10,17 @@ use super::live::Live;
 use super::{Lease, Meta};
 use crate::model::{End, SubscriptionStats, PRIORITY_LEVELS};
 
-/// A value-index entry: the top 32 bits of a body hash, then the message id, as 12
-/// bytes ordered as `(hash32, id)`. Half the hash is enough to narrow the candidates
-/// (each is checked against the full hash in its `Meta`, then by body), and a 12-byte
-/// key keeps the index at about 26 bytes a message instead of 36.
+/// A value-index entry: the top 32 bits of a body hash (what a `Meta` keeps), then the
+/// message id, as 12 bytes ordered as `(hash32, id)`. Half the hash is enough to narrow
+/// the candidates (each is then compared by body), and a 12-byte key keeps the index at
+/// about 29 bytes a message instead of 36.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ValueKey([u8; 12]);
 
 impl ValueKey {
-    fn new(hash: u64, id: u64) -> Self {
+    fn new(hash: u32, id: u64) -> Self {
         let mut key = [0u8; 12];
-        key[..4].copy_from_slice(&((hash >> 32) as u32).to_be_bytes());
+        key[..4].copy_from_slice(&hash.to_be_bytes());
         key[4..].copy_from_slice(&id.to_be_bytes());
         ValueKey(key)
     }
@@ -30,7 +30,7 @@ impl ValueKey {
     }
 
     /// The first and last keys a hash's candidates can have.
-    fn span(hash: u64) -> (Self, Self) {
+    fn span(hash: u32) -> (Self, Self) {
         (Self::new(hash, 0), Self::new(hash, u64::MAX))
     }
 
@@ -64,6 +64,9 @@ pub(crate) struct Sub {
     /// other readers, still in their lane and in the log's view. Never checkpointed.
     #[serde(skip)]
     reserved: HashMap<u64, (DeliveryId, u32)>,
+    /// Soft gets per message, for the messages that had any (RestMQ's counter): a side
+    /// map, so a `Meta` stays 48 bytes.
+    soft_gets: HashMap<u64, u16>,
     /// Body bytes of the ready messages not reserved (Kestrel's `bytes`). Derived.
     #[serde(skip)]
     ready_bytes: u64,
@@ -86,6 +89,7 @@ impl Sub {
             expiry: self.expiry.clone(),
             ttl: BTreeSet::new(),
             reserved: HashMap::new(),
+            soft_gets: self.soft_gets.clone(),
             ready_bytes: 0,
             values: BTreeSet::new(),
         }
@@ -156,6 +160,7 @@ impl Sub {
         let meta = self.detach(id)?;
         self.bytes -= u64::from(meta.body_len);
         self.values.remove(&ValueKey::of(&meta));
+        self.soft_gets.remove(&id);
         live.remove(meta.loc);
         Some(meta)
     }
@@ -240,6 +245,7 @@ impl Sub {
                     self.left_ready(&m);
                     self.bytes -= u64::from(m.body_len);
                     self.values.remove(&ValueKey::of(&m));
+                    self.soft_gets.remove(&m.id);
                     live.remove(m.loc);
                 }
             }
@@ -279,11 +285,10 @@ impl Sub {
     /// The messages held whose body hash is `hash`, in id order (candidates: their
     /// bodies may still differ).
     pub(crate) fn with_hash(&self, hash: u64) -> impl Iterator<Item = &Meta> + '_ {
-        let (first, last) = ValueKey::span(hash);
+        let (first, last) = ValueKey::span(super::hash32(hash));
         self.values
             .range(first..=last)
             .filter_map(|key| self.find(key.id()))
-            .filter(move |m| m.hash == hash)
     }
 
     /// The message `id` held here, wherever it is.
@@ -304,12 +309,15 @@ impl Sub {
 
     /// Raises a ready message's soft-get counter.
     pub(crate) fn count_soft_get(&mut self, id: u64) {
-        for lane in self.lanes.iter_mut().rev() {
-            if let Some(m) = lane.get_mut(id) {
-                m.soft_gets = m.soft_gets.saturating_add(1);
-                return;
-            }
+        if self.lanes.iter().any(|l| l.get(id).is_some()) {
+            let n = self.soft_gets.entry(id).or_default();
+            *n = n.saturating_add(1);
         }
+    }
+
+    /// How many soft gets have returned message `id`.
+    pub(crate) fn soft_gets_of(&self, id: u64) -> u16 {
+        self.soft_gets.get(&id).copied().unwrap_or(0)
     }
 
     /// Whether a ready message is one a read may be shown: not reserved, not expired at
