@@ -534,6 +534,19 @@ impl Inner {
         self.commit(&mut core, vec![op])
     }
 
+    /// Commits `op`, which concerns an existing queue, or answers `NotFound` when there
+    /// is no such queue; returns the ticket and how many messages the queue's default
+    /// subscription held before the op (what a purge or a drop reports).
+    fn commit_on_queue(&self, queue: &str, op: Op) -> Result<(Ticket, u64)> {
+        validate_queue(queue)?;
+        let mut core = self.core.lock();
+        if !core.state.has_queue(queue) {
+            return Err(Error::NotFound(format!("queue {queue:?}")));
+        }
+        let held = core.state.held(queue);
+        Ok((self.commit(&mut core, vec![op])?, held))
+    }
+
     /// Locks the core and applies the queues' time-driven changes; returns the guard
     /// and the time used.
     fn lock_swept(&self, queues: &[&str]) -> Result<(MutexGuard<'_, Core>, u64)> {
@@ -650,12 +663,11 @@ impl Inner {
     /// Pins the records of `metas` of a subscription (under the lock) for reading
     /// after it, with their soft-get counts.
     fn pin(&self, st: &State, queue: &str, sub: &str, metas: &[Meta]) -> Vec<delivery::Pinned> {
+        let soft_gets = st.soft_gets_of(queue, sub, metas);
         metas
             .iter()
-            .map(|m| {
-                let soft_gets = st.soft_gets_of(queue, sub, m.id);
-                (*m, soft_gets, self.storage.pin(m.loc))
-            })
+            .zip(soft_gets)
+            .map(|(m, n)| (*m, n, self.storage.pin(m.loc)))
             .collect()
     }
 }

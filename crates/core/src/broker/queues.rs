@@ -70,17 +70,11 @@ impl Broker {
     pub async fn describe(&self, queue: &str, description: Option<String>) -> Result<()> {
         validate_queue(queue)?;
         validate::description(description.as_deref())?;
-        let ticket = {
-            let mut core = self.inner.core.lock();
-            if !core.state.has_queue(queue) {
-                return Err(Error::NotFound(format!("queue {queue:?}")));
-            }
-            let op = Op::Describe {
-                queue: queue.to_string(),
-                description,
-            };
-            self.inner.commit(&mut core, vec![op])?
+        let op = Op::Describe {
+            queue: queue.to_string(),
+            description,
         };
+        let (ticket, _) = self.inner.commit_on_queue(queue, op)?;
         self.inner.wait(ticket).await
     }
 
@@ -124,18 +118,10 @@ impl Broker {
     /// Drops every message of the queue; ids keep rising. Returns how many the default
     /// subscription held, or `NotFound`.
     pub async fn purge(&self, queue: &str) -> Result<u64> {
-        validate_queue(queue)?;
-        let (ticket, n) = {
-            let mut core = self.inner.core.lock();
-            if !core.state.has_queue(queue) {
-                return Err(Error::NotFound(format!("queue {queue:?}")));
-            }
-            let n = core.state.held(queue);
-            let op = Op::Purge {
-                queue: queue.to_string(),
-            };
-            (self.inner.commit(&mut core, vec![op])?, n)
+        let op = Op::Purge {
+            queue: queue.to_string(),
         };
+        let (ticket, n) = self.inner.commit_on_queue(queue, op)?;
         self.inner.wait(ticket).await?;
         Ok(n)
     }
@@ -143,18 +129,10 @@ impl Broker {
     /// Deletes a queue and its subscriptions; returns how many messages the default
     /// subscription held, or `NotFound` when absent.
     pub async fn drop_queue(&self, queue: &str) -> Result<u64> {
-        validate_queue(queue)?;
-        let (ticket, n) = {
-            let mut core = self.inner.core.lock();
-            if !core.state.has_queue(queue) {
-                return Err(Error::NotFound(format!("queue {queue:?}")));
-            }
-            let n = core.state.held(queue);
-            let op = Op::DropQueue {
-                queue: queue.to_string(),
-            };
-            (self.inner.commit(&mut core, vec![op])?, n)
+        let op = Op::DropQueue {
+            queue: queue.to_string(),
         };
+        let (ticket, n) = self.inner.commit_on_queue(queue, op)?;
         self.inner.wait(ticket).await?;
         Ok(n)
     }

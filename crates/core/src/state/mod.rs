@@ -639,12 +639,14 @@ impl State {
         Some((q.subs.get(sub)?, q.log_floor))
     }
 
-    /// How many soft gets have returned message `id` of a subscription.
-    pub fn soft_gets_of(&self, queue: &str, sub: &str, id: u64) -> u16 {
-        self.queues
-            .get(queue)
-            .and_then(|q| q.subs.get(sub))
-            .map_or(0, |s| s.soft_gets_of(id))
+    /// How many soft gets have returned each of `metas`, messages of a subscription
+    /// (one lookup of the subscription for them all).
+    pub fn soft_gets_of(&self, queue: &str, sub: &str, metas: &[Meta]) -> Vec<u16> {
+        let s = self.queues.get(queue).and_then(|q| q.subs.get(sub));
+        metas
+            .iter()
+            .map(|m| s.map_or(0, |s| s.soft_gets_of(m.id)))
+            .collect()
     }
 
     /// Ready, unreserved messages a read could get now (what positions count).
