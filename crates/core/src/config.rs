@@ -22,6 +22,9 @@ pub struct BrokerConfig {
     pub compact_below: f64,
     /// Most live bytes copied forward per maintenance round.
     pub compact_budget: u64,
+    /// Most bytes the key/value namespace may hold (keys, values and a fixed cost per
+    /// key, [`crate::KV_ENTRY_OVERHEAD`]); writes that would pass it are refused.
+    pub max_kv_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -35,6 +38,7 @@ impl Default for BrokerConfig {
             maintenance: Duration::from_secs(5),
             compact_below: 0.5,
             compact_budget: 8 * 1024 * 1024,
+            max_kv_bytes: 256 * 1024 * 1024,
         }
     }
 }

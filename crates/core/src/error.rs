@@ -38,6 +38,19 @@ pub enum Error {
     /// The store failed; the broker stops accepting writes.
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// A name is a queue where a key with a value was asked for, or the other way round
+    /// (Redis `WRONGTYPE`): queues and keys share one namespace.
+    #[error("wrong kind of name: {0}")]
+    WrongType(String),
+    /// A counter's value is not a number of its kind.
+    #[error("{0}")]
+    NotAnInteger(String),
+    /// A counter's result is out of its range.
+    #[error("{0}")]
+    Overflow(String),
+    /// The key/value namespace is at its configured `max_kv_bytes`.
+    #[error("key/value store is full: {0}")]
+    KvFull(String),
     /// The broker is shutting down or its store has failed earlier.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -56,6 +69,10 @@ impl Error {
             Error::DiskFull(_) => "disk_full",
             Error::Storage(_) => "storage_error",
             Error::Unavailable(_) => "unavailable",
+            Error::WrongType(_) => "wrong_type",
+            Error::NotAnInteger(_) => "not_an_integer",
+            Error::Overflow(_) => "overflow",
+            Error::KvFull(_) => "kv_full",
         }
     }
 }

@@ -10,6 +10,12 @@ pub fn validate_queue(name: &str) -> Result<()> {
     validate("queue", name)
 }
 
+/// Checks a key of the key/value namespace, which queues share: the same rules as
+/// queue names.
+pub fn validate_key(name: &str) -> Result<()> {
+    validate("key", name)
+}
+
 /// Checks a subscription name with the same rules as queue names.
 pub fn validate_subscription(name: &str) -> Result<()> {
     validate("subscription", name)

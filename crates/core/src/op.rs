@@ -252,6 +252,33 @@ pub enum Op {
         /// The whole new [`QueueSettings`], as JSON.
         json: String,
     },
+    /// A key gets a whole new value (every key/value write: set, counters, appends).
+    KvSet {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: Bytes,
+        /// The client's opaque flags.
+        flags: u32,
+        /// Its new version (unique across keys, rising).
+        version: u64,
+        /// When it expires, ms since the epoch; 0 never.
+        expires_at_ms: u64,
+    },
+    /// A key's expiry changes; its value and version do not.
+    KvExpire {
+        /// The key.
+        key: String,
+        /// When it expires, ms since the epoch; 0 never.
+        expires_at_ms: u64,
+    },
+    /// Keys are deleted.
+    KvDelete {
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// Every key is deleted.
+    KvFlush,
 }
 
 /// The settings of [`Op::Configure`], frozen as the first release wrote them.

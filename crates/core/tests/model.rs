@@ -10,9 +10,13 @@
 //! ready order of both subscriptions and of the second queue (by peek and by range),
 //! soft-get counters and the counters are compared after every step. Unique pushes and
 //! removes by value run against the value index, and after every step `contains` of
-//! every body pushed so far must agree with a scan of the model.
+//! every body pushed so far must agree with a scan of the model. The key/value namespace
+//! runs alongside: conditional sets (compare-and-swap by version included), counters,
+//! appends, TTLs, expiry changes and deletes against a map, every key's value, version
+//! and TTL compared after every step, through the same checkpoints, compactions and
+//! restarts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +104,40 @@ enum Step {
     Checkpoint,
     Compact,
     Restart,
+    /// A key/value write: key, a number (or text), TTL, condition (0 always, 1 if
+    /// absent, 2 if present, 3 at the current version, 4 at a stale one).
+    KvSet {
+        key: u8,
+        num: i16,
+        text: bool,
+        ttl: Option<u64>,
+        cond: u8,
+    },
+    KvIncr(u8, i16),
+    KvAppend(u8, bool),
+    KvExpire(u8, Option<u64>),
+    KvDelete(u8),
+}
+
+/// Keys of the model's key/value steps.
+const KEYS: u8 = 4;
+
+fn key(k: u8) -> String {
+    format!("key-{k}")
+}
+
+/// One key in the model.
+#[derive(Debug, Clone)]
+struct KvM {
+    value: Vec<u8>,
+    version: u64,
+    expires: u64,
+}
+
+impl KvM {
+    fn live(&self, now: u64) -> bool {
+        self.expires == 0 || now < self.expires
+    }
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -137,6 +175,12 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Compact),
         1 => Just(Step::Restart),
+        2 => (0..KEYS, -50i16..50, prop::bool::weighted(0.2), prop::option::weighted(0.3, 1u64..400), 0u8..5)
+            .prop_map(|(key, num, text, ttl, cond)| Step::KvSet { key, num, text, ttl, cond }),
+        1 => (0..KEYS, -20i16..20).prop_map(|(k, d)| Step::KvIncr(k, d)),
+        1 => (0..KEYS, any::<bool>()).prop_map(|(k, front)| Step::KvAppend(k, front)),
+        1 => (0..KEYS, prop::option::weighted(0.6, 0u64..400)).prop_map(|(k, t)| Step::KvExpire(k, t)),
+        1 => (0..KEYS).prop_map(Step::KvDelete),
     ]
 }
 
@@ -280,6 +324,7 @@ struct Model {
     dead: u64,
     expired: u64,
     next_serial: u64,
+    kv: BTreeMap<u8, KvM>,
 }
 
 impl Model {
@@ -855,6 +900,135 @@ impl World {
                 self.broker.compact().await.unwrap();
             }
             Step::Restart => self.crash_and_restart(),
+            Step::KvSet {
+                key: k,
+                num,
+                text,
+                ttl,
+                cond,
+            } => {
+                let kv = &mut self.model.kv;
+                let current = kv.get(&k).filter(|e| e.live(now)).cloned();
+                let condition = match cond {
+                    0 => Condition::Always,
+                    1 => Condition::IfAbsent,
+                    2 => Condition::IfPresent,
+                    3 => Condition::IfVersion(current.as_ref().map_or(1, |e| e.version)),
+                    _ => Condition::IfVersion(current.as_ref().map_or(1, |e| e.version) + 1000),
+                };
+                let value = if text {
+                    format!("text{num}")
+                } else {
+                    num.to_string()
+                };
+                let write = KvWrite {
+                    value: value.clone().into(),
+                    expiry: ttl.map_or(Expiry::Never, |t| Expiry::In(Duration::from_millis(t))),
+                    condition,
+                    ..KvWrite::default()
+                };
+                let reply = self.broker.kv_set(&key(k), write).await.unwrap();
+                let want = match (condition, &current) {
+                    (Condition::IfAbsent, Some(_)) => WriteOutcome::Exists,
+                    (Condition::IfPresent | Condition::IfVersion(_), None) => WriteOutcome::Missing,
+                    (Condition::IfVersion(v), Some(e)) if e.version != v => {
+                        WriteOutcome::VersionMismatch { current: e.version }
+                    }
+                    _ => reply.outcome,
+                };
+                prop_assert_eq!(reply.outcome, want);
+                prop_assert_eq!(
+                    reply.old.map(|o| o.value.to_vec()),
+                    current.map(|c| c.value)
+                );
+                if let WriteOutcome::Stored { version } = reply.outcome {
+                    let fresh = kv.values().all(|e| e.version < version);
+                    prop_assert!(fresh, "versions rise and never repeat");
+                    kv.insert(
+                        k,
+                        KvM {
+                            value: value.into_bytes(),
+                            version,
+                            expires: ttl.map_or(0, |t| now + t),
+                        },
+                    );
+                }
+            }
+            Step::KvIncr(k, delta) => {
+                let got = self
+                    .broker
+                    .kv_counter(&key(k), Counter::Signed(delta.into()))
+                    .await;
+                let kv = &mut self.model.kv;
+                let current = kv.get(&k).filter(|e| e.live(now)).cloned();
+                let parsed: Option<i64> = match &current {
+                    None => Some(0),
+                    // Strict as Redis: "+5" is not an integer.
+                    Some(e) => std::str::from_utf8(&e.value)
+                        .ok()
+                        .filter(|t| !t.starts_with('+'))
+                        .and_then(|t| t.parse().ok()),
+                };
+                match parsed {
+                    Some(n) => {
+                        let next = n + i64::from(delta);
+                        prop_assert_eq!(got.unwrap(), Some(i128::from(next)));
+                        let version = self.broker.kv_get(&key(k)).await.unwrap().unwrap().version;
+                        kv.insert(
+                            k,
+                            KvM {
+                                value: next.to_string().into_bytes(),
+                                version,
+                                expires: current.map_or(0, |c| c.expires),
+                            },
+                        );
+                    }
+                    None => prop_assert!(matches!(got, Err(Error::NotAnInteger(_)))),
+                }
+            }
+            Step::KvAppend(k, front) => {
+                let got = self
+                    .broker
+                    .kv_append(&key(k), "+".into(), front, true)
+                    .await
+                    .unwrap();
+                let kv = &mut self.model.kv;
+                let current = kv.get(&k).filter(|e| e.live(now)).cloned();
+                let mut value = current.as_ref().map_or(Vec::new(), |c| c.value.clone());
+                if front {
+                    value.insert(0, b'+');
+                } else {
+                    value.push(b'+');
+                }
+                prop_assert_eq!(got, Some(value.len() as u64));
+                let version = self.broker.kv_get(&key(k)).await.unwrap().unwrap().version;
+                kv.insert(
+                    k,
+                    KvM {
+                        value,
+                        version,
+                        expires: current.map_or(0, |c| c.expires),
+                    },
+                );
+            }
+            Step::KvExpire(k, ttl) => {
+                let expiry = ttl.map_or(Expiry::Never, |t| Expiry::In(Duration::from_millis(t)));
+                let found = self.broker.kv_expire(&key(k), expiry).await.unwrap();
+                let kv = &mut self.model.kv;
+                let live = kv.get(&k).is_some_and(|e| e.live(now));
+                prop_assert_eq!(found, live);
+                if let Some(e) = kv.get_mut(&k).filter(|_| live) {
+                    // A TTL of 0 ms is the shortest there is: 1 ms.
+                    e.expires = ttl.map_or(0, |t| now + t.max(1));
+                }
+            }
+            Step::KvDelete(k) => {
+                let n = self.broker.kv_delete(&[key(k)]).await.unwrap();
+                let kv = &mut self.model.kv;
+                let live = kv.get(&k).is_some_and(|e| e.live(now));
+                prop_assert_eq!(n, u64::from(live));
+                kv.remove(&k);
+            }
         }
         let now = self.clock.now_ms();
         self.model.settle(now);
@@ -980,6 +1154,36 @@ impl World {
             .map(|s| s.ready)
             .unwrap_or(0);
         prop_assert_eq!(dlq, model.dead, "dead letters");
+        let now = self.clock.now_ms();
+        for k in 0..KEYS {
+            let want = model.kv.get(&k).filter(|e| e.live(now));
+            let got = self.broker.kv_get(&key(k)).await.unwrap();
+            prop_assert_eq!(
+                got.as_ref()
+                    .map(|v| (v.value.to_vec(), v.version, v.expires_at_ms)),
+                want.map(|e| (e.value.clone(), e.version, e.expires)),
+                "key {}",
+                k
+            );
+            let ttl = self.broker.kv_ttl(&key(k)).await.unwrap();
+            let want_ttl = match want {
+                None => KvTtl::Missing,
+                Some(e) if e.expires == 0 => KvTtl::Never,
+                Some(e) => KvTtl::Ms(e.expires - now),
+            };
+            prop_assert_eq!(ttl, want_ttl, "ttl of key {}", k);
+        }
+        let live = model.kv.values().filter(|e| e.live(now)).count();
+        let page = self
+            .broker
+            .kv_scan(KvScan {
+                prefix: "key-".into(),
+                max: 100,
+                ..KvScan::default()
+            })
+            .await
+            .unwrap();
+        prop_assert_eq!(page.keys.len(), live, "scan");
         Ok(())
     }
 }
@@ -1012,6 +1216,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 dead: 0,
                 expired: 0,
                 next_serial: 0,
+                kv: BTreeMap::new(),
             },
             receipts: Vec::new(),
             held: Vec::new(),

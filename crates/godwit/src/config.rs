@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_WAIT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_BATCH: usize = 1000;
 /// Default of `--max-batch-bytes`.
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Default `--max-kv-bytes`.
+pub const DEFAULT_MAX_KV_BYTES: u64 = 256 * 1024 * 1024;
 /// Default segment size.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default log growth between checkpoints.
@@ -102,6 +104,10 @@ pub struct ServeArgs {
     /// Largest body of a batch request, in bytes (suffixes allowed) [default: 16MiB].
     #[arg(long, env = "GODWIT_MAX_BATCH_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_batch_bytes: Option<u64>,
+    /// Most bytes the key/value namespace may hold: keys, values and 64 bytes per key
+    /// (suffixes allowed) [default: 256MiB].
+    #[arg(long, env = "GODWIT_MAX_KV_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_kv_bytes: Option<u64>,
     /// Log segment size, in bytes (suffixes allowed) [default: 64MiB].
     #[arg(long, env = "GODWIT_SEGMENT_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
     pub segment_bytes: Option<u64>,
@@ -234,6 +240,8 @@ pub struct FileConfig {
     pub max_batch: Option<usize>,
     /// See `--max-batch-bytes`.
     pub max_batch_bytes: Option<FileBytes>,
+    /// See `--max-kv-bytes`.
+    pub max_kv_bytes: Option<FileBytes>,
     /// See `--segment-bytes`.
     pub segment_bytes: Option<FileBytes>,
     /// See `--checkpoint-bytes`.
@@ -280,6 +288,8 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// Largest body of a batch request in bytes.
     pub max_batch_bytes: usize,
+    /// Most bytes the key/value namespace may hold.
+    pub max_kv_bytes: u64,
     /// Log segment size.
     pub segment_bytes: u64,
     /// Log growth between checkpoints.
@@ -365,6 +375,12 @@ impl ServeConfig {
                 DEFAULT_MAX_BATCH_BYTES,
             )?)
             .context("max_batch_bytes does not fit in memory")?,
+            max_kv_bytes: bytes(
+                args.max_kv_bytes,
+                "max_kv_bytes",
+                file.max_kv_bytes,
+                DEFAULT_MAX_KV_BYTES,
+            )?,
             segment_bytes: bytes(
                 args.segment_bytes,
                 "segment_bytes",

@@ -58,6 +58,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         max_wait: config.max_wait,
         max_batch: config.max_batch,
         checkpoint_bytes: config.checkpoint_bytes,
+        max_kv_bytes: config.max_kv_bytes,
         ..BrokerConfig::default()
     };
     let broker = Broker::open(

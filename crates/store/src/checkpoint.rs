@@ -7,8 +7,11 @@
 //! old or the new checkpoint, never a mix; a draft that fails (a full disk, say) is
 //! removed and the old checkpoint stays.
 //!
-//! Version history: 1 (first release); 2 (the core's state encoding changed). A version
-//! this build does not read stops recovery with [`StorageError::UnknownFormat`].
+//! Version history: 1 (first release); 2 (the core's state encoding changed); 3 (every
+//! message's state gained its body hash); 4 (the state may be followed by the key/value
+//! namespace's, which a build that reads only 3 would silently drop). This build
+//! writes 4 and reads 3 and 4 (the same container: a 3's state simply has no key/value
+//! part). A version it does not read stops recovery with [`StorageError::UnknownFormat`].
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -18,9 +21,12 @@ use godwit_core::StorageError;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"GODWITCP";
-/// The checkpoint format this build writes and reads: 3 since every message's state
-/// gained its body hash (the value index) and soft-get counter; 2 and 1 are refused.
-pub const VERSION: u32 = 3;
+/// The checkpoint format this build writes: 4 since the key/value namespace follows the
+/// queues' state.
+pub const VERSION: u32 = 4;
+/// The checkpoint formats this build reads (2 and 1 are refused: their states have no
+/// body hashes).
+pub const READS: [u32; 2] = [3, 4];
 /// Bytes before the state: magic, version, segment, offset.
 pub const HEAD: usize = 8 + 4 + 4 + 8;
 /// Bytes after the state: state length, CRC.
@@ -62,9 +68,9 @@ pub fn load(dir: &Path) -> Result<Option<(Position, Vec<u8>)>, StorageError> {
     let u32_at = |i: usize| u32::from_le_bytes(buf[i..i + 4].try_into().unwrap_or([0; 4]));
     let u64_at = |i: usize| u64::from_le_bytes(buf[i..i + 8].try_into().unwrap_or([0; 8]));
     let version = u32_at(8);
-    if version != VERSION {
+    if !READS.contains(&version) {
         return Err(StorageError::UnknownFormat(format!(
-            "{} at byte 8: unknown checkpoint version {version} (this build reads {VERSION}); \
+            "{} at byte 8: unknown checkpoint version {version} (this build reads {READS:?}); \
              refusing to start, nothing was changed",
             path.display()
         )));

@@ -507,3 +507,47 @@ async fn a_long_session_keeps_only_its_live_leases() {
         .unwrap();
     assert_eq!(back.iter().map(|m| m.id).collect::<Vec<_>>(), open_ids);
 }
+
+#[tokio::test]
+async fn keys_survive_checkpoints_compaction_and_reclaimed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = open(dir.path(), clock.clone());
+    let write = |v: &str| KvWrite {
+        value: bytes::Bytes::from(v.to_string()),
+        ..KvWrite::default()
+    };
+    b.kv_set("first", write("written before everything"))
+        .await
+        .unwrap();
+    b.kv_counter("hits", Counter::Signed(41)).await.unwrap();
+    // Enough messages, consumed, that the segments holding the writes are reclaimed.
+    for round in 0..4 {
+        let msgs = (0..100)
+            .map(|i| NewMessage::new(format!("round {round} message {i} {}", "x".repeat(60))))
+            .collect();
+        b.push("churn", msgs).await.unwrap();
+        b.take("churn", read(100))
+            .await
+            .unwrap()
+            .into_messages()
+            .await
+            .unwrap();
+    }
+    b.checkpoint().await.unwrap();
+    b.kv_counter("hits", Counter::Signed(1)).await.unwrap();
+    b.kv_delete(&["nothing".into()]).await.unwrap();
+    b.compact().await.unwrap();
+    let segments = std::fs::read_dir(dir.path().join("log")).unwrap().count();
+    assert!(
+        segments <= 3,
+        "consumed segments were reclaimed: {segments}"
+    );
+    drop(b);
+    let b = open(dir.path(), clock);
+    let first = b.kv_get("first").await.unwrap().unwrap();
+    assert_eq!(first.value, bytes::Bytes::from("written before everything"));
+    let hits = b.kv_get("hits").await.unwrap().unwrap();
+    assert_eq!(hits.value, bytes::Bytes::from("42"));
+    assert_eq!(b.kv_stats().keys, 2);
+}

@@ -30,9 +30,9 @@ fn log_fixture() -> PathBuf {
     fixtures().join("v1")
 }
 
-/// Checkpoint format 3's fixture: `fixtures/checkpoint-v3/checkpoint`.
+/// Checkpoint format 4's fixture: `fixtures/checkpoint-v4/checkpoint`.
 fn checkpoint_fixture() -> PathBuf {
-    fixtures().join("checkpoint-v3")
+    fixtures().join("checkpoint-v4")
 }
 
 const CHECKPOINT_POSITION: Position = Position {
@@ -214,6 +214,30 @@ fn fixture_groups() -> Vec<Vec<Op>> {
                 ..QueueSettings::default()
             },
         )],
+        vec![
+            Op::KvSet {
+                key: "config".into(),
+                value: bytes::Bytes::from_static(b"on"),
+                flags: 7,
+                version: 1,
+                expires_at_ms: 0,
+            },
+            Op::KvSet {
+                key: "session".into(),
+                value: bytes::Bytes::from_static(b"token"),
+                flags: 0,
+                version: 2,
+                expires_at_ms: 1_800_000_000_000,
+            },
+        ],
+        vec![Op::KvExpire {
+            key: "session".into(),
+            expires_at_ms: 0,
+        }],
+        vec![Op::KvDelete {
+            keys: vec!["config".into()],
+        }],
+        vec![Op::KvFlush],
     ]
 }
 
@@ -243,10 +267,14 @@ fn variant(op: &Op) -> &'static str {
         Op::Create { .. } => "Create",
         Op::Describe { .. } => "Describe",
         Op::Settings { .. } => "Settings",
+        Op::KvSet { .. } => "KvSet",
+        Op::KvExpire { .. } => "KvExpire",
+        Op::KvDelete { .. } => "KvDelete",
+        Op::KvFlush => "KvFlush",
     }
 }
 
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 23;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {
@@ -403,12 +431,12 @@ fn the_first_v1_log_fixture_still_replays_exactly() {
 }
 
 #[test]
-fn the_v3_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
+fn the_v4_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     let raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
     assert_eq!(&raw[..8], checkpoint::MAGIC);
     assert_eq!(
         &raw[8..12],
-        &3u32.to_le_bytes(),
+        &4u32.to_le_bytes(),
         "checkpoint format version"
     );
     let (pos, state) = checkpoint::load(&checkpoint_fixture()).unwrap().unwrap();
@@ -422,8 +450,18 @@ fn the_v3_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     assert_eq!(
         std::fs::read(checkpoint::path(fresh.path())).unwrap(),
         raw,
-        "this build writes a different checkpoint container than format 2's fixture"
+        "this build writes a different checkpoint container than format 4's fixture"
     );
+}
+
+#[test]
+fn the_v3_checkpoint_fixture_still_loads() {
+    let v3 = fixtures().join("checkpoint-v3");
+    let raw = std::fs::read(checkpoint::path(&v3)).unwrap();
+    assert_eq!(&raw[8..12], &3u32.to_le_bytes());
+    let (pos, state) = checkpoint::load(&v3).unwrap().unwrap();
+    assert_eq!(pos, CHECKPOINT_POSITION);
+    assert_eq!(state, CHECKPOINT_STATE);
 }
 
 /// Asserts `result` is `UnknownFormat` naming `path` and `at byte {offset}`.
@@ -504,7 +542,7 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     let dir = fixture_copy();
     let path = checkpoint::path(dir.path());
     let mut raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
-    raw[8..12].copy_from_slice(&4u32.to_le_bytes());
+    raw[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc_at = raw.len() - 4;
     let crc = crc32c::crc32c(&raw[..crc_at]);
     raw[crc_at..].copy_from_slice(&crc.to_le_bytes());

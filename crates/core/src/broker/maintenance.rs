@@ -90,7 +90,7 @@ impl Inner {
             .record(started.elapsed().as_secs_f64());
         self.wait(self.storage.sync()).await?;
         let written = tokio::task::spawn_blocking(move || {
-            postcard::to_io(&snapshot, &mut writer).map_err(|e| {
+            snapshot.write_checkpoint(&mut writer).map_err(|e| {
                 StorageError::io("writing checkpoint", std::io::Error::other(e.to_string()))
             })?;
             drop(snapshot);
@@ -121,6 +121,7 @@ pub(super) async fn sweeper(inner: Weak<Inner>, mut stop: watch::Receiver<bool>,
         {
             let mut core = inner.core.lock();
             let now = inner.clock.now_ms();
+            core.state.kv_sweep(now);
             for queue in core.state.busy_queues() {
                 if let Err(e) = inner.sweep(&mut core, &queue, now) {
                     tracing::warn!(queue, error = %e, "sweep failed");

@@ -12,6 +12,7 @@
 //! | `delivery.rs` | two-step delivery: reserve, write, confirm (or return on drop) |
 //! | `lists.rs` | positions, soft gets and delete by id (Redis lists, RestMQ) |
 //! | `values.rs` | the value index: membership and removal by body |
+//! | `kv.rs` | the key/value namespace queues share |
 //! | `queues.rs` | queue lifecycle, settings, subscriptions and stats |
 //! | `pushes.rs` | push combining: one lock hand-off per batch of concurrent pushes |
 //! | `session.rs` | connection-owned leases, released when the session ends |
@@ -20,6 +21,7 @@
 //! | `recovery.rs` | opening: checkpoint, replay, leases back to the head |
 
 mod delivery;
+mod kv;
 mod lists;
 mod maintenance;
 mod pushes;
@@ -219,26 +221,7 @@ impl Broker {
             .inner
             .combined_push(queue, messages, hashes, opts.must_exist)
             .await?;
-        let syncs = self.inner.storage.syncs_appends();
-        let durability = opts.durability.unwrap_or(if syncs {
-            Durability::Fsync
-        } else {
-            Durability::Written
-        });
-        // The batch is in the log file once the combiner answers: "written" needs no
-        // more; "fsync" waits for the group commit, or forces a sync when appends are
-        // not synced by themselves.
-        let durable = match durability {
-            Durability::Written => false,
-            Durability::Fsync if syncs => {
-                self.inner.wait(ticket).await?;
-                true
-            }
-            Durability::Fsync => {
-                self.inner.wait(self.inner.storage.sync()).await?;
-                true
-            }
-        };
+        let durable = self.inner.settle(ticket, opts.durability).await?;
         let added = outcomes.iter().filter(|o| !o.duplicate).count();
         self.inner.counters.messages_in().increment(added as u64);
         Ok(PushReply {
@@ -578,6 +561,11 @@ impl Inner {
                 && !creates
                     .iter()
                     .any(|c| matches!(c, Op::Create { queue, .. } if queue == q));
+            if new && core.state.has_key(q, self.clock.now_ms()) {
+                return Err(Error::WrongType(format!(
+                    "{q:?} is a key with a value, not a queue"
+                )));
+            }
             if new {
                 creates.push(Op::Create {
                     queue: q.to_string(),
@@ -585,6 +573,15 @@ impl Inner {
                     description: None,
                     fanout_only: false,
                 });
+            }
+        }
+        for op in &ops {
+            if let Op::Create { queue, .. } = op {
+                if core.state.has_key(queue, self.clock.now_ms()) {
+                    return Err(Error::WrongType(format!(
+                        "{queue:?} is a key with a value, not a queue"
+                    )));
+                }
             }
         }
         if !creates.is_empty() {
@@ -638,6 +635,30 @@ impl Inner {
 
     async fn wait(&self, ticket: Ticket) -> Result<()> {
         ticket.wait().await.map_err(|e| self.fail(e))
+    }
+
+    /// Waits for a committed write to be as durable as asked (`None`: the server's
+    /// fsync policy); returns whether an fsync covers it. Its records are in the log
+    /// file once committed, so "written" needs no more; "fsync" waits for the group
+    /// commit, or forces a sync when appends are not synced by themselves.
+    async fn settle(&self, ticket: Ticket, durability: Option<Durability>) -> Result<bool> {
+        let syncs = self.storage.syncs_appends();
+        let durability = durability.unwrap_or(if syncs {
+            Durability::Fsync
+        } else {
+            Durability::Written
+        });
+        match durability {
+            Durability::Written => Ok(false),
+            Durability::Fsync if syncs => {
+                self.wait(ticket).await?;
+                Ok(true)
+            }
+            Durability::Fsync => {
+                self.wait(self.storage.sync()).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// Time-driven changes of one queue: due delays, expired leases (released or

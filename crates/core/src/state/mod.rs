@@ -21,6 +21,7 @@
 //! it; bodies, headers, dedup ids and soft-get counts (a side map of the messages that
 //! have any) stay out of it.
 
+mod kv;
 mod lane;
 mod live;
 mod plan;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::*;
 use crate::op::{Location, Op, RemoveReason};
 
+pub(crate) use kv::Planned;
 pub(crate) use live::SegmentLive;
 pub use plan::ReadMode;
 pub(crate) use sub::DeliveryId;
@@ -131,16 +133,33 @@ pub struct State {
     /// Derived from the messages held; rebuilt after a checkpoint load.
     #[serde(skip)]
     live: Live,
+    /// The key/value namespace: encoded after the rest in a checkpoint (see
+    /// [`State::from_checkpoint`]).
+    #[serde(skip)]
+    kv: kv::Kv,
 }
 
 impl State {
-    /// Decodes a checkpoint and rebuilds what is derived from it.
+    /// Decodes a checkpoint and rebuilds what is derived from it. A checkpoint is the
+    /// queues' state followed by the key/value namespace's; one written before keys
+    /// existed ends after the first part and has none.
     pub(crate) fn from_checkpoint(bytes: &[u8]) -> Result<State, postcard::Error> {
-        let mut st: State = postcard::from_bytes(bytes)?;
+        let (mut st, rest): (State, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            st.kv = postcard::from_bytes(rest)?;
+            st.kv.rebuild();
+        }
         let mut live = Live::default();
         st.queues.values_mut().for_each(|q| q.rebuild(&mut live));
         st.live = live;
         Ok(st)
+    }
+
+    /// Encodes a checkpoint of this state (a [`State::snapshot`]) into `out`.
+    pub(crate) fn write_checkpoint(&self, out: impl std::io::Write) -> postcard::Result<()> {
+        let out = postcard::to_io(self, out)?;
+        postcard::to_io(&self.kv, out)?;
+        Ok(())
     }
 
     /// A copy to checkpoint: cheap under the lock (lane chunks are shared), without
@@ -156,6 +175,7 @@ impl State {
             next_token: self.next_token,
             next_seq: self.next_seq,
             live: Live::default(),
+            kv: self.kv.snapshot(),
         }
     }
 
@@ -186,6 +206,9 @@ impl State {
 
     /// Applies one op. `loc` is the location of a `Push` record.
     pub fn apply(&mut self, op: &Op, loc: Option<Location>) {
+        if self.kv.apply(op) {
+            return;
+        }
         let live = &mut self.live;
         match op {
             Op::Push(rec) => {
@@ -392,6 +415,7 @@ impl State {
                 q.release_dedup(&gone);
             }
             Op::Relocate { .. } => {}
+            Op::KvSet { .. } | Op::KvExpire { .. } | Op::KvDelete { .. } | Op::KvFlush => {}
             Op::MoveTo {
                 queue,
                 sub,
@@ -414,6 +438,8 @@ impl State {
                 if self.queues.contains_key(queue) {
                     return;
                 }
+                // A key of that name had expired (a live one refuses the creation).
+                self.kv.remove(queue);
                 let q = queue_entry(
                     &mut self.queues,
                     &mut self.retired,

@@ -69,6 +69,21 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionName {
     }
 }
 
+/// The `{key}` path parameter of key/value routes, checked with
+/// [`godwit_core::name::validate_key`].
+#[derive(Debug, Clone)]
+pub struct KeyName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let name = path_param(parts, state, "key").await?;
+        godwit_core::name::validate_key(&name)?;
+        Ok(Self(name))
+    }
+}
+
 /// The `{id}` path parameter of message routes: a message id (a decimal `u64`).
 #[derive(Debug, Clone, Copy)]
 pub struct MessageId(pub u64);

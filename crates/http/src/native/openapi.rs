@@ -19,7 +19,7 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
-use super::routes::{consume, messages, queues, subscriptions, values};
+use super::routes::{consume, kv, messages, queues, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -30,7 +30,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     info(
         title = "Godwit native API",
         description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, move, \
-                       range reads, soft get, delete by id, membership and removal by body, queues and subscriptions. Every error reply is \
+                       range reads, soft get, delete by id, membership and removal by body, queues and subscriptions, \
+                       and the key/value namespace queues share. Every error reply is \
                        `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. A method a \
                        path does not list answers 405 with an `Allow` header."
     ),
@@ -64,6 +65,16 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::seek,
         subscriptions::unsubscribe,
         subscriptions::list,
+        kv::scan,
+        kv::get_many,
+        kv::flush,
+        kv::get,
+        kv::put,
+        kv::delete,
+        kv::incr,
+        kv::append,
+        kv::get_ttl,
+        kv::put_ttl,
     ),
     components(schemas(
         ErrorBody,
@@ -105,6 +116,16 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::SubscribeReply,
         subscriptions::SeekRequest,
         subscriptions::SeekReply,
+        kv::KvValueJson,
+        kv::PutReply,
+        kv::IncrRequest,
+        kv::IncrReply,
+        kv::AppendReply,
+        kv::TtlJson,
+        kv::ScanReply,
+        kv::MultiGetRequest,
+        kv::MultiGetReply,
+        kv::FlushReply,
     )),
     tags(
         (name = "messages", description = "Pushing messages"),
@@ -112,6 +133,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
         (name = "subscriptions", description = "Named subscriptions for fan-out"),
+        (name = "kv", description = "The key/value namespace (keys and queues share one namespace)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]
@@ -162,6 +184,9 @@ fn limits(config: &BrokerConfig) -> Vec<(&'static str, Limit)> {
             Limit::MaxLength(godwit_core::MAX_DESCRIPTION_BYTES),
         ),
         ("BatchRequest.messages", Limit::Items(1, max_batch)),
+        ("key", Limit::Name),
+        ("limit", Limit::Range(1, max_batch as u64)),
+        ("MultiGetRequest.keys", Limit::Items(1, max_batch)),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! The native route table, one module per resource family.
 
 pub mod consume;
+pub mod kv;
 pub mod messages;
 pub mod queues;
 pub mod subscriptions;
@@ -55,5 +56,15 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
             "/v1/queues/{queue}/subscriptions/{name}/seek",
             subscriptions::seek,
         ),
+        Route::get("/v1/kv", kv::scan),
+        Route::post("/v1/kv", kv::get_many),
+        Route::delete("/v1/kv", kv::flush),
+        Route::get("/v1/kv/{key}", kv::get),
+        Route::put("/v1/kv/{key}", kv::put),
+        Route::delete("/v1/kv/{key}", kv::delete),
+        Route::post("/v1/kv/{key}/incr", kv::incr),
+        Route::post("/v1/kv/{key}/append", kv::append),
+        Route::get("/v1/kv/{key}/ttl", kv::get_ttl),
+        Route::put("/v1/kv/{key}/ttl", kv::put_ttl),
     ]
 }
