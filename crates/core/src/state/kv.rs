@@ -572,3 +572,50 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(key: &str, value: &'static [u8], version: u64, expires_at_ms: u64) -> Op {
+        Op::KvSet {
+            key: key.into(),
+            value: Bytes::from_static(value),
+            flags: 0,
+            version,
+            expires_at_ms,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_carries_the_keys_after_the_queues_and_one_without_them_still_loads() {
+        let mut st = State::default();
+        st.apply(&set("a", b"1", 1, 0), None);
+        st.apply(&set("b", b"22", 2, 5_000), None);
+        let mut bytes = Vec::new();
+        st.snapshot().write_checkpoint(&mut bytes).unwrap();
+        let back = State::from_checkpoint(&bytes).unwrap();
+        assert_eq!(back.kv_peek("b", 0).unwrap().value, Bytes::from_static(b"22"));
+        assert_eq!(back.kv_stats(), st.kv_stats());
+        assert_eq!(back.kv.next_version, 3);
+        // A format-3 checkpoint: the queues' state and nothing after it.
+        let old = postcard::to_allocvec(&st).unwrap();
+        let back = State::from_checkpoint(&old).unwrap();
+        assert_eq!(back.kv_stats().keys, 0);
+    }
+
+    #[test]
+    fn the_sweep_drops_expired_keys_and_keeps_the_accounting() {
+        let mut st = State::default();
+        st.apply(&set("a", b"1", 1, 100), None);
+        st.apply(&set("b", b"1", 2, 200), None);
+        // Rewritten with a later expiry: the old index entry must not drop it.
+        st.apply(&set("a", b"1", 3, 300), None);
+        assert_eq!(st.kv_sweep(250), 1);
+        assert!(st.kv_peek("a", 250).is_some());
+        assert_eq!(st.kv_stats().keys, 1);
+        assert_eq!(st.kv_stats().bytes, cost("a", 1));
+        assert_eq!(st.kv_sweep(300), 1);
+        assert_eq!(st.kv_stats(), KvStats { expired: 2, ..KvStats::default() });
+    }
+}
