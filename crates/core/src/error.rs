@@ -41,6 +41,10 @@ pub enum Error {
     /// The broker is shutting down or its store has failed earlier.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The operation needs a queue with log retention (a cursor reset, a read of the
+    /// retained log), and this queue consumes instead.
+    #[error("queue {0} does not keep a log (set retention.mode to \"log\")")]
+    NotALog(String),
 }
 
 impl Error {
@@ -56,6 +60,7 @@ impl Error {
             Error::DiskFull(_) => "disk_full",
             Error::Storage(_) => "storage_error",
             Error::Unavailable(_) => "unavailable",
+            Error::NotALog(_) => "not_a_log",
         }
     }
 }

@@ -91,7 +91,7 @@ impl From<godwit_core::Error> for ApiError {
         let status = match &err {
             E::InvalidName(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::QueueFull(_) | E::AlreadyExists(_) => StatusCode::CONFLICT,
+            E::QueueFull(_) | E::AlreadyExists(_) | E::NotALog(_) => StatusCode::CONFLICT,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::DiskFull(_) => return Self::disk_full(err.to_string()),
             E::Storage(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,7 +112,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A short stable code, e.g. `invalid_argument`, `not_found`, `queue_full`,
     /// `too_large`, `invalid_json`, `invalid_query`, `invalid_name`, `method_not_allowed`,
-    /// `unavailable`, `storage_error`, `disk_full`.
+    /// `unavailable`, `storage_error`, `disk_full`, `not_a_log`.
     pub code: String,
     /// A human-readable explanation.
     pub message: String,

@@ -18,9 +18,11 @@ use godwit_core::StorageError;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"GODWITCP";
-/// The checkpoint format this build writes and reads: 3 since every message's state
-/// gained its body hash (the value index) and soft-get counter; 2 and 1 are refused.
-pub const VERSION: u32 = 3;
+/// The checkpoint format this build writes and reads: 4 since every subscription's
+/// state gained its cursor position and last-action time (and every queue the id its
+/// log is complete from); 3 came with body hashes and soft-get counters; 3, 2 and 1 are
+/// refused.
+pub const VERSION: u32 = 4;
 /// Bytes before the state: magic, version, segment, offset.
 pub const HEAD: usize = 8 + 4 + 4 + 8;
 /// Bytes after the state: state length, CRC.

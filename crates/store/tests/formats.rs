@@ -30,9 +30,9 @@ fn log_fixture() -> PathBuf {
     fixtures().join("v1")
 }
 
-/// Checkpoint format 3's fixture: `fixtures/checkpoint-v3/checkpoint`.
+/// Checkpoint format 4's fixture: `fixtures/checkpoint-v4/checkpoint`.
 fn checkpoint_fixture() -> PathBuf {
-    fixtures().join("checkpoint-v3")
+    fixtures().join("checkpoint-v4")
 }
 
 const CHECKPOINT_POSITION: Position = Position {
@@ -214,6 +214,22 @@ fn fixture_groups() -> Vec<Vec<Op>> {
                 ..QueueSettings::default()
             },
         )],
+        vec![
+            Op::Seek {
+                queue: "topic".into(),
+                sub: "audit".into(),
+                id: 2,
+            },
+            Op::Touch {
+                queue: "topic".into(),
+                sub: "audit".into(),
+                at_ms: 1_700_000_000_900,
+            },
+        ],
+        vec![Op::Reset {
+            queue: "topic".into(),
+            id: 1,
+        }],
     ]
 }
 
@@ -243,10 +259,12 @@ fn variant(op: &Op) -> &'static str {
         Op::Create { .. } => "Create",
         Op::Describe { .. } => "Describe",
         Op::Settings { .. } => "Settings",
+        Op::Touch { .. } => "Touch",
+        Op::Reset { .. } => "Reset",
     }
 }
 
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 21;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {
@@ -403,12 +421,12 @@ fn the_first_v1_log_fixture_still_replays_exactly() {
 }
 
 #[test]
-fn the_v3_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
+fn the_v4_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     let raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
     assert_eq!(&raw[..8], checkpoint::MAGIC);
     assert_eq!(
         &raw[8..12],
-        &3u32.to_le_bytes(),
+        &4u32.to_le_bytes(),
         "checkpoint format version"
     );
     let (pos, state) = checkpoint::load(&checkpoint_fixture()).unwrap().unwrap();
@@ -422,7 +440,7 @@ fn the_v3_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     assert_eq!(
         std::fs::read(checkpoint::path(fresh.path())).unwrap(),
         raw,
-        "this build writes a different checkpoint container than format 2's fixture"
+        "this build writes a different checkpoint container than format 4's fixture"
     );
 }
 
@@ -504,7 +522,7 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     let dir = fixture_copy();
     let path = checkpoint::path(dir.path());
     let mut raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
-    raw[8..12].copy_from_slice(&4u32.to_le_bytes());
+    raw[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc_at = raw.len() - 4;
     let crc = crc32c::crc32c(&raw[..crc_at]);
     raw[crc_at..].copy_from_slice(&crc.to_le_bytes());
@@ -522,6 +540,14 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     // state has no body hashes, so it is not guessed at.
     let v2 = std::fs::read(checkpoint::path(&fixtures().join("checkpoint-v2"))).unwrap();
     std::fs::write(&path, &v2).unwrap();
+    let before = snapshot(dir.path());
+    assert_unknown(LogStore::open(StoreOptions::new(dir.path())), &path, 8);
+    assert_unchanged(dir.path(), &before);
+
+    // And the version-3 fixture, written by the build before cursors: its state has no
+    // cursor positions or last-action times.
+    let v3 = std::fs::read(checkpoint::path(&fixtures().join("checkpoint-v3"))).unwrap();
+    std::fs::write(&path, &v3).unwrap();
     let before = snapshot(dir.path());
     assert_unknown(LogStore::open(StoreOptions::new(dir.path())), &path, 8);
     assert_unchanged(dir.path(), &before);
