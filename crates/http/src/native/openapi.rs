@@ -19,7 +19,7 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
-use super::routes::{consume, messages, queues, subscriptions, values};
+use super::routes::{consume, cursors, messages, queues, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -30,7 +30,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     info(
         title = "Godwit native API",
         description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, move, \
-                       range reads, soft get, delete by id, membership and removal by body, queues and subscriptions. Every error reply is \
+                       range reads, soft get, delete by id, membership and removal by body, queues, subscriptions and cursors over a log. Every error reply is \
                        `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. A method a \
                        path does not list answers 405 with an `Allow` header."
     ),
@@ -64,6 +64,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::seek,
         subscriptions::unsubscribe,
         subscriptions::list,
+        cursors::reset,
+        cursors::read_log,
     ),
     components(schemas(
         ErrorBody,
@@ -105,13 +107,16 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::SubscribeReply,
         subscriptions::SeekRequest,
         subscriptions::SeekReply,
+        cursors::ResetRequest,
+        cursors::ResetReply,
+        cursors::LogReply,
     )),
     tags(
         (name = "messages", description = "Pushing messages"),
-        (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads and soft get"),
+        (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads, soft get and paged reads of a retained log"),
         (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
-        (name = "subscriptions", description = "Named subscriptions for fan-out"),
+        (name = "subscriptions", description = "Named subscriptions for fan-out, and cursors over a log-retention queue"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

@@ -1,6 +1,7 @@
 //! The native route table, one module per resource family.
 
 pub mod consume;
+pub mod cursors;
 pub mod messages;
 pub mod queues;
 pub mod subscriptions;
@@ -55,5 +56,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
             "/v1/queues/{queue}/subscriptions/{name}/seek",
             subscriptions::seek,
         ),
+        Route::post("/v1/queues/{queue}/reset", cursors::reset),
+        Route::get("/v1/queues/{queue}/log", cursors::read_log),
     ]
 }
