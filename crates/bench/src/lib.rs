@@ -1,8 +1,8 @@
 //! Godwit's whole-system load generator: drives a running server over real HTTP
 //! connections and prints a table of what it measured.
 //!
-//! Scenarios: acknowledged single pushes, batched pushes, batched takes, and a backlog fill
-//! that reports the server's resident memory before and after. `godwit bench` wires its
+//! Scenarios: acknowledged single pushes, batched pushes, batched takes, key/value sets and
+//! gets, and a backlog fill that reports the server's resident memory before and after. `godwit bench` wires its
 //! command line to [`BenchArgs`] and calls [`run`]. Timing lives here, never in tests.
 
 mod load;
@@ -23,9 +23,14 @@ pub enum Scenario {
     Batch,
     /// Batched takes of `--batch` messages per request from a pre-filled queue.
     Take,
+    /// Single-value sets (`PUT /v1/kv/{key}`, `--size` bytes) rotating over `--keys` keys.
+    KvSet,
+    /// Single-value gets (`GET /v1/kv/{key}`) rotating over `--keys` pre-filled keys; a
+    /// reply counts only when it is 200 with a value of `--size` bytes.
+    KvGet,
     /// Fill `--messages` × `--size` bytes and report the server's RSS before and after.
     Backlog,
-    /// Push, batch and take, then backlog.
+    /// Push, batch, take, kv-set and kv-get, then backlog.
     All,
 }
 
@@ -47,9 +52,12 @@ pub struct BenchArgs {
     /// Messages to pre-fill for `take` and to fill for `backlog`.
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
-    /// Message body size in bytes.
+    /// Message body (and key/value value) size in bytes.
     #[arg(long, default_value_t = 200)]
     pub size: usize,
+    /// Keys the `kv-set` and `kv-get` scenarios rotate over.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
     /// Messages per batch request (batched push, take and fills).
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
@@ -73,14 +81,15 @@ pub(crate) struct Plan {
     pub messages: u64,
     pub size: usize,
     pub batch: usize,
+    pub keys: u64,
     pub run_id: String,
     pub prefix: String,
 }
 
 impl Plan {
     fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
-        if args.connections == 0 || args.batch == 0 || args.duration == 0 {
-            bail!("--connections, --batch and --duration must be at least 1");
+        if args.connections == 0 || args.batch == 0 || args.duration == 0 || args.keys == 0 {
+            bail!("--connections, --batch, --duration and --keys must be at least 1");
         }
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -94,6 +103,7 @@ impl Plan {
             messages: args.messages,
             size: args.size,
             batch: args.batch,
+            keys: args.keys,
             run_id,
             prefix: args.queue_prefix.clone(),
         })
@@ -102,6 +112,12 @@ impl Plan {
     /// A queue name unique to this run and scenario.
     pub fn queue(&self, scenario: &str) -> String {
         format!("{}-{}-{}", self.prefix, scenario, self.run_id)
+    }
+
+    /// The prefix of the keys of a key/value scenario: unique to this run like the queue
+    /// names (keys and queues share one namespace); key `n` is this followed by `k{n}`.
+    pub fn key_prefix(&self, scenario: &str) -> String {
+        format!("{}-k", self.queue(scenario))
     }
 }
 
@@ -140,6 +156,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (fill, take) = load::batched_takes(&plan).await?;
         rows.push(fill);
         rows.push(take);
+        report::print_progress(rows.last());
+    }
+    if wants(Scenario::KvSet) {
+        rows.push(load::kv_sets(&plan).await?);
+        report::print_progress(rows.last());
+    }
+    if wants(Scenario::KvGet) {
+        let (fill, get) = load::kv_gets(&plan).await?;
+        rows.push(fill);
+        rows.push(get);
         report::print_progress(rows.last());
     }
     let mut memory = None;
@@ -187,8 +213,17 @@ mod tests {
         assert_eq!(cli.bench.pid, Some(42));
         let plan = Plan::from_args(&cli.bench).unwrap();
         assert!(plan.queue("push").starts_with("bench-push-"));
+        assert_eq!(plan.keys, 10_000);
+        assert!(plan.key_prefix("kv-set").starts_with("bench-kv-set-"));
+        assert!(plan.key_prefix("kv-set").ends_with("-k"));
+        let cli = Cli::parse_from(["bench", "--scenario", "kv-get", "--keys", "50"]);
+        assert_eq!(cli.bench.scenario, Scenario::KvGet);
+        assert_eq!(cli.bench.keys, 50);
         let mut bad = cli.bench.clone();
         bad.connections = 0;
+        assert!(Plan::from_args(&bad).is_err());
+        let mut bad = cli.bench.clone();
+        bad.keys = 0;
         assert!(Plan::from_args(&bad).is_err());
     }
 }

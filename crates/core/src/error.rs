@@ -54,6 +54,10 @@ pub enum Error {
     /// The broker is shutting down or its store has failed earlier.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The operation needs a queue with log retention (a cursor reset, a read of the
+    /// retained log), and this queue consumes instead.
+    #[error("queue {0} does not keep a log (set retention.mode to \"log\")")]
+    NotALog(String),
 }
 
 impl Error {
@@ -73,6 +77,7 @@ impl Error {
             Error::NotAnInteger(_) => "not_an_integer",
             Error::Overflow(_) => "overflow",
             Error::KvFull(_) => "kv_full",
+            Error::NotALog(_) => "not_a_log",
         }
     }
 }

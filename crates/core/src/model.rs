@@ -432,6 +432,26 @@ pub struct SubscriptionStats {
     pub in_flight: u64,
     /// Messages waiting for their delay.
     pub delayed: u64,
+    /// For a subscription of a log-retention queue, its cursor: the id it reads from
+    /// next in id order (set by subscribe, seek and reset, raised past every message it
+    /// delivers and past a trim); `None` on other queues.
+    pub position: Option<u64>,
+    /// For a subscription of a log-retention queue, when it last read, acked or sought
+    /// (or was created), ms since the epoch; 0 if it never did since it existed on a log
+    /// queue. `None` on other queues.
+    pub last_active_ms: Option<u64>,
+}
+
+/// A page of a log-retention queue's retained log, read without consuming
+/// ([`crate::Broker::read_log`]).
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    /// Retained messages with ids from the asked one on, in id order (messages whose
+    /// TTL passed are left out).
+    pub messages: Vec<Message>,
+    /// The id to ask for next: one past the last message returned, or the id asked for
+    /// when none was.
+    pub next: u64,
 }
 
 /// Counters of one queue, kept as things happen.

@@ -279,6 +279,26 @@ pub enum Op {
     },
     /// Every key is deleted.
     KvFlush,
+    /// A named subscription of a log-retention queue acted (a read, an ack, a seek, its
+    /// creation): its last-action time becomes `at_ms`. Logged in the same group as the
+    /// action, so the time survives a restart.
+    Touch {
+        /// Queue name.
+        queue: String,
+        /// Subscription name.
+        sub: String,
+        /// The action's time, ms since the epoch.
+        at_ms: u64,
+    },
+    /// Every subscription of a log-retention queue (the default one included) is moved
+    /// as by [`Op::Seek`] to `id`: it delivers the retained messages from `id` on
+    /// (queue-sample's `topic_reset`). Last-action times are left as they are.
+    Reset {
+        /// Queue name.
+        queue: String,
+        /// First id to deliver (0: the oldest retained message).
+        id: u64,
+    },
 }
 
 /// The settings of [`Op::Configure`], frozen as the first release wrote them.

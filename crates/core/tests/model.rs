@@ -15,6 +15,13 @@
 //! appends, TTLs, expiry changes and deletes against a map, every key's value, version
 //! and TTL compared after every step, through the same checkpoints, compactions and
 //! restarts.
+//!
+//! A second property (`cursors_match_model`) runs a log-retention queue with the default
+//! subscription and two named ones against a model of cursors: pushes, takes, leases and
+//! acks, seeks anywhere (before the start, inside, past the end), resets of every
+//! cursor, paged reads of the log by id, time passing, checkpoints, compaction and
+//! restarts; after every step each subscription's ready order, counters, cursor position
+//! and last-action time, and the whole log read page by page, must match.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -1246,5 +1253,366 @@ proptest! {
     #[test]
     fn broker_matches_model(steps in prop::collection::vec(step(), 1..80)) {
         run(steps)?;
+    }
+}
+
+// ---- cursors over a log ----------------------------------------------------------------
+
+/// The log queue of the cursor model.
+const LOGQ: &str = "topic";
+
+#[derive(Debug, Clone)]
+enum CStep {
+    Push,
+    /// A take of up to `n` from subscription `sub` (0 is the default one).
+    Take(usize, usize),
+    /// A lease of up to `n` from subscription `sub` (a long visibility: only acks and
+    /// restarts end it).
+    Lease(usize, usize),
+    /// Acks of receipts handed out (indexes modulo their number).
+    Ack(Vec<usize>),
+    /// A seek of named subscription 1 or 2 to an id (up to past the end).
+    Seek(usize, u64),
+    /// A reset of every cursor, to the start or an id.
+    Reset(Option<u64>),
+    /// A paged read of the log from an id, up to `max`.
+    ReadLog(u64, usize),
+    Advance(u64),
+    Checkpoint,
+    Compact,
+    Restart,
+}
+
+fn cstep() -> impl Strategy<Value = CStep> {
+    prop_oneof![
+        6 => Just(CStep::Push),
+        3 => (0usize..3, 1usize..4).prop_map(|(s, n)| CStep::Take(s, n)),
+        2 => (0usize..3, 1usize..4).prop_map(|(s, n)| CStep::Lease(s, n)),
+        2 => prop::collection::vec(0usize..40, 1..3).prop_map(CStep::Ack),
+        3 => (1usize..3, 0u64..40).prop_map(|(s, id)| CStep::Seek(s, id)),
+        1 => prop::option::of(0u64..40).prop_map(CStep::Reset),
+        2 => (0u64..40, 1usize..6).prop_map(|(from, max)| CStep::ReadLog(from, max)),
+        2 => (1u64..500).prop_map(CStep::Advance),
+        1 => Just(CStep::Checkpoint),
+        1 => Just(CStep::Compact),
+        1 => Just(CStep::Restart),
+    ]
+}
+
+/// One cursor in the model: its messages, position and last action.
+#[derive(Default)]
+struct Cursor {
+    sub: SubModel,
+    position: u64,
+    last_active: u64,
+}
+
+struct CursorWorld {
+    store: Arc<MemoryStorage>,
+    clock: Arc<ManualClock>,
+    broker: Broker,
+    faulty: Arc<FaultyStorage>,
+    next_id: u64,
+    /// Every message pushed (nothing is trimmed: retention keeps all).
+    log: Vec<M>,
+    subs: [Cursor; 3],
+    /// (receipt, subscription, id, serial).
+    receipts: Vec<Handed>,
+    next_serial: u64,
+}
+
+/// The broker's name of cursor-model subscription `i` (0: the default one).
+fn cursor_sub(i: usize) -> Option<String> {
+    (i > 0).then(|| format!("s{i}"))
+}
+
+/// A lease visibility no test run reaches.
+const LONG_MS: u64 = 1 << 40;
+
+impl CursorWorld {
+    fn message(&self, id: u64) -> M {
+        M {
+            id,
+            priority: DEFAULT_PRIORITY,
+            deliveries: 0,
+            soft_gets: 0,
+            origin: id,
+            expires: 0,
+            key: 0,
+        }
+    }
+
+    /// What a seek (or reset) to `id` makes of cursor `which` in the model.
+    fn seek_model(&mut self, which: usize, id: u64) {
+        let first = self.log.first().map_or(self.next_id, |m| m.id);
+        let c = &mut self.subs[which];
+        c.sub = SubModel::default();
+        for m in self.log.iter().filter(|m| m.id >= id) {
+            c.sub.push_tail(*m);
+        }
+        c.position = id.max(first).min(self.next_id);
+    }
+
+    async fn step(&mut self, step: CStep) -> Result<(), TestCaseError> {
+        let now = self.clock.now_ms();
+        match step {
+            CStep::Push => {
+                let out = self
+                    .broker
+                    .push(LOGQ, vec![NewMessage::new(body(self.next_id))])
+                    .await
+                    .unwrap();
+                prop_assert_eq!(out[0].id, self.next_id);
+                let m = self.message(self.next_id);
+                self.next_id += 1;
+                self.log.push(m);
+                self.subs.iter_mut().for_each(|c| c.sub.push_tail(m));
+            }
+            CStep::Take(which, max) => {
+                let opts = ReadOptions {
+                    max,
+                    subscription: cursor_sub(which),
+                    ..ReadOptions::default()
+                };
+                let got = self
+                    .broker
+                    .take(LOGQ, opts)
+                    .await
+                    .unwrap()
+                    .into_messages()
+                    .await
+                    .unwrap();
+                let c = &mut self.subs[which];
+                let picked = c.sub.pick(max, false);
+                same_messages(&got, &picked)?;
+                if let Some(top) = picked.iter().map(|m| m.id).max() {
+                    c.position = c.position.max(top + 1);
+                    c.last_active = now;
+                }
+            }
+            CStep::Lease(which, max) => {
+                let opts = LeaseOptions {
+                    read: ReadOptions {
+                        max,
+                        subscription: cursor_sub(which),
+                        ..ReadOptions::default()
+                    },
+                    visibility: Duration::from_millis(LONG_MS),
+                };
+                let got = self
+                    .broker
+                    .lease(LOGQ, opts)
+                    .await
+                    .unwrap()
+                    .into_messages()
+                    .await
+                    .unwrap();
+                let c = &mut self.subs[which];
+                let picked = c.sub.pick(max, false);
+                same_messages(&got, &picked)?;
+                if let Some(top) = picked.iter().map(|m| m.id).max() {
+                    c.position = c.position.max(top + 1);
+                    c.last_active = now;
+                }
+                for (g, m) in got.iter().zip(&picked) {
+                    self.next_serial += 1;
+                    let m = M {
+                        deliveries: m.deliveries + 1,
+                        ..*m
+                    };
+                    let serial = self.next_serial;
+                    c.sub.leased.insert(
+                        m.id,
+                        Leased {
+                            m,
+                            until: now + LONG_MS,
+                            serial,
+                        },
+                    );
+                    let receipt = g.receipt.clone().expect("a lease carries receipts");
+                    self.receipts.push((receipt, which, g.id, serial));
+                }
+            }
+            CStep::Ack(_) if self.receipts.is_empty() => {}
+            CStep::Ack(idx) => {
+                let chosen: Vec<Handed> = idx
+                    .iter()
+                    .map(|i| self.receipts[i % self.receipts.len()].clone())
+                    .collect();
+                let rs: Vec<Receipt> = chosen.iter().map(|r| r.0.clone()).collect();
+                let n = self.broker.ack(LOGQ, &rs).await.unwrap();
+                let mut want = 0;
+                for (_, which, id, serial) in chosen {
+                    let c = &mut self.subs[which];
+                    if c.sub.live(id, serial, now).is_some() {
+                        c.sub.leased.remove(&id);
+                        c.last_active = now;
+                        want += 1;
+                    }
+                }
+                prop_assert_eq!(n, want, "acked");
+            }
+            CStep::Seek(which, id) => {
+                let name = cursor_sub(which).expect("a named subscription");
+                self.broker.seek(LOGQ, &name, id).await.unwrap();
+                self.seek_model(which, id);
+                self.subs[which].last_active = now;
+            }
+            CStep::Reset(id) => {
+                let n = self.broker.reset(LOGQ, id).await.unwrap();
+                prop_assert_eq!(n, 3, "subscriptions reset");
+                for which in 0..3 {
+                    self.seek_model(which, id.unwrap_or(0));
+                }
+            }
+            CStep::ReadLog(from, max) => {
+                let page = self.broker.read_log(LOGQ, from, max).await.unwrap();
+                let want: Vec<u64> = self
+                    .log
+                    .iter()
+                    .filter(|m| m.id >= from)
+                    .take(max)
+                    .map(|m| m.id)
+                    .collect();
+                let got: Vec<u64> = page.messages.iter().map(|m| m.id).collect();
+                prop_assert_eq!(&got, &want, "log page from {}", from);
+                for m in &page.messages {
+                    prop_assert_eq!(m.body.to_vec(), body(m.id));
+                }
+                prop_assert_eq!(page.next, want.last().map_or(from, |id| id + 1), "next");
+            }
+            CStep::Advance(ms) => self.clock.advance(ms),
+            CStep::Checkpoint => self.broker.checkpoint().await.unwrap(),
+            CStep::Compact => {
+                self.broker.compact().await.unwrap();
+            }
+            CStep::Restart => {
+                self.faulty.fail_appends(true);
+                self.faulty.fail_syncs(true);
+                self.clock.advance(1);
+                let (broker, faulty) = open(&self.store, &self.clock);
+                drop(std::mem::replace(&mut self.broker, broker));
+                self.faulty = faulty;
+                for c in &mut self.subs {
+                    let mut back: Vec<Leased> = c.sub.leased.drain().map(|(_, l)| l).collect();
+                    back.sort_by_key(|l| (l.until, l.m.id));
+                    for l in back.into_iter().rev() {
+                        c.sub.push_head(l.m);
+                    }
+                }
+            }
+        }
+        self.check().await
+    }
+
+    async fn check(&self) -> Result<(), TestCaseError> {
+        let named = self.broker.subscriptions(LOGQ).unwrap();
+        prop_assert_eq!(named.len(), 2);
+        for (i, stats) in named.iter().enumerate() {
+            let c = &self.subs[i + 1];
+            prop_assert_eq!(stats.name.clone(), cursor_sub(i + 1));
+            prop_assert_eq!(
+                (stats.ready, stats.in_flight),
+                (c.sub.ready.len() as u64, c.sub.leased.len() as u64),
+                "counters of s{}",
+                i + 1
+            );
+            prop_assert_eq!(stats.position, Some(c.position), "position of s{}", i + 1);
+            prop_assert_eq!(
+                stats.last_active_ms,
+                Some(c.last_active),
+                "last action of s{}",
+                i + 1
+            );
+        }
+        let stats = self.broker.stats(LOGQ).unwrap();
+        prop_assert_eq!(stats.ready, self.subs[0].sub.ready.len() as u64, "ready");
+        prop_assert_eq!(stats.log_messages, self.log.len() as u64, "log length");
+        for which in 0..3 {
+            let peeked = self
+                .broker
+                .peek(LOGQ, 1000, cursor_sub(which).as_deref())
+                .await
+                .unwrap();
+            prop_assert_eq!(
+                shown(&peeked),
+                modelled(&self.subs[which].sub.ordered()),
+                "ready order of subscription {}",
+                which
+            );
+        }
+        // The whole log, page by page.
+        let mut from = 0;
+        let mut ids = Vec::new();
+        loop {
+            let page = self.broker.read_log(LOGQ, from, 4).await.unwrap();
+            if page.messages.is_empty() {
+                prop_assert_eq!(page.next, from);
+                break;
+            }
+            ids.extend(page.messages.iter().map(|m| m.id));
+            prop_assert!(page.next > from);
+            from = page.next;
+        }
+        let want: Vec<u64> = self.log.iter().map(|m| m.id).collect();
+        prop_assert_eq!(ids, want, "the log read page by page");
+        Ok(())
+    }
+}
+
+fn run_cursors(steps: Vec<CStep>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(MemoryStorage::new(SEGMENT_BYTES));
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let (broker, faulty) = open(&store, &clock);
+        let patch = SettingsPatch {
+            retention: Some(Retention {
+                mode: RetentionMode::Log,
+                ..Retention::default()
+            }),
+            ..SettingsPatch::default()
+        };
+        broker.configure(LOGQ, patch).await.unwrap();
+        let now = clock.now_ms();
+        let mut subs: [Cursor; 3] = Default::default();
+        for (which, c) in subs.iter_mut().enumerate().skip(1) {
+            let name = cursor_sub(which).unwrap();
+            broker
+                .subscribe(LOGQ, &name, StartAt::Latest)
+                .await
+                .unwrap();
+            c.position = 1;
+            c.last_active = now;
+        }
+        subs[0].position = 1;
+        let mut world = CursorWorld {
+            store,
+            clock,
+            broker,
+            faulty,
+            next_id: 1,
+            log: Vec::new(),
+            subs,
+            receipts: Vec::new(),
+            next_serial: 0,
+        };
+        world.check().await?;
+        for step in steps {
+            world.step(step).await?;
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cursors_match_model(steps in prop::collection::vec(cstep(), 1..80)) {
+        run_cursors(steps)?;
     }
 }

@@ -93,6 +93,7 @@ impl From<godwit_core::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::QueueFull(_)
             | E::AlreadyExists(_)
+            | E::NotALog(_)
             | E::WrongType(_)
             | E::NotAnInteger(_)
             | E::Overflow(_) => StatusCode::CONFLICT,
@@ -117,8 +118,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A short stable code, e.g. `invalid_argument`, `not_found`, `queue_full`,
     /// `too_large`, `invalid_json`, `invalid_query`, `invalid_name`, `method_not_allowed`,
-    /// `unavailable`, `storage_error`, `disk_full`, `wrong_type`, `not_an_integer`,
-    /// `overflow`, `kv_full`, `exists`, `version_mismatch`.
+    /// `unavailable`, `storage_error`, `disk_full`, `not_a_log`, `wrong_type`,
+    /// `not_an_integer`, `overflow`, `kv_full`, `exists`, `version_mismatch`.
     pub code: String,
     /// A human-readable explanation.
     pub message: String,

@@ -8,10 +8,10 @@
 //! removed and the old checkpoint stays.
 //!
 //! Version history: 1 (first release); 2 (the core's state encoding changed); 3 (every
-//! message's state gained its body hash); 4 (the state may be followed by the key/value
-//! namespace's, which a build that reads only 3 would silently drop). This build
-//! writes 4 and reads 3 and 4 (the same container: a 3's state simply has no key/value
-//! part). A version it does not read stops recovery with [`StorageError::UnknownFormat`].
+//! message's state gained its body hash); 4 (subscriptions gained cursor positions and
+//! last-action times, and the key/value namespace follows the queues' state). This
+//! build reads and writes 4 only. A version it does not read stops recovery with
+//! [`StorageError::UnknownFormat`].
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -21,12 +21,13 @@ use godwit_core::StorageError;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"GODWITCP";
-/// The checkpoint format this build writes: 4 since the key/value namespace follows the
-/// queues' state.
+/// The checkpoint format this build writes and reads: 4 since every subscription's
+/// state gained its cursor position and last-action time (and every queue the id its
+/// log is complete from), and the key/value namespace follows the queues' state; 3 came
+/// with body hashes and soft-get counters; 3, 2 and 1 are refused.
 pub const VERSION: u32 = 4;
-/// The checkpoint formats this build reads (2 and 1 are refused: their states have no
-/// body hashes).
-pub const READS: [u32; 2] = [3, 4];
+/// The checkpoint formats this build reads.
+pub const READS: [u32; 1] = [4];
 /// Bytes before the state: magic, version, segment, offset.
 pub const HEAD: usize = 8 + 4 + 4 + 8;
 /// Bytes after the state: state length, CRC.

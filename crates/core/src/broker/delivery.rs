@@ -174,6 +174,7 @@ impl Delivery {
             self.id,
             &self.mode,
             self.first_token,
+            inner.clock.now_ms(),
         );
         match inner.commit(&mut core, ops) {
             Ok(ticket) => {

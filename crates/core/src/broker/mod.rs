@@ -329,16 +329,20 @@ impl Broker {
                 }
             }
             let n = by_sub.values().map(Vec::len).sum();
-            let ops = by_sub
-                .into_iter()
-                .filter(|(_, ids)| !ids.is_empty())
-                .map(|(sub, ids)| Op::Remove {
+            // On a log queue an ack is a named subscription's last action.
+            let log = n > 0 && core.state.is_log(queue);
+            let mut ops = Vec::new();
+            for (sub, ids) in by_sub.into_iter().filter(|(_, ids)| !ids.is_empty()) {
+                if log && !sub.is_empty() {
+                    ops.push(crate::state::touch(queue, sub, now));
+                }
+                ops.push(Op::Remove {
                     queue: queue.to_string(),
                     sub: sub.to_string(),
                     ids,
                     reason: RemoveReason::Acked,
-                })
-                .collect();
+                });
+            }
             (self.inner.commit(&mut core, ops)?, n)
         };
         self.inner.wait(ticket).await?;

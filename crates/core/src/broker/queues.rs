@@ -1,11 +1,12 @@
 //! Queues as things: lifecycle (create, ensure, describe, purge, drop), settings,
 //! subscriptions, and the stats kept as things happen.
 
-use super::{Broker, Core};
+use super::{require_sub, Broker, Core};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::name::{validate_queue, validate_subscription};
 use crate::op::Op;
+use crate::state::{touch, DEFAULT_SUB};
 use crate::validate;
 
 impl Broker {
@@ -147,27 +148,104 @@ impl Broker {
             if core.state.has_sub(queue, name) {
                 return Ok(false);
             }
-            let op = Op::Subscribe {
+            let mut ops = vec![Op::Subscribe {
                 queue: queue.to_string(),
                 sub: name.to_string(),
                 start,
-            };
-            self.inner.commit(&mut core, vec![op])?
+            }];
+            if core.state.is_log(queue) {
+                ops.push(touch(queue, name, self.inner.clock.now_ms()));
+            }
+            self.inner.commit(&mut core, ops)?
         };
         self.inner.wait(ticket).await?;
         Ok(true)
     }
 
     /// Moves a subscription so it delivers retained messages from `id` on (its leases
-    /// are dropped with it).
+    /// are dropped with it); an id past the end is the end, so every later push is
+    /// delivered. On a log-retention queue this is a cursor move: the subscription is
+    /// seeded from the log alone (O(log n) to find `id`, then one step per message from
+    /// there), its position becomes `id` (clamped to the retained ids) and the seek is
+    /// its last action.
     pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
-        let op = Op::Seek {
-            queue: queue.to_string(),
-            sub: name.to_string(),
-            id,
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            require_sub(&core.state, queue, name)?;
+            let mut ops = vec![Op::Seek {
+                queue: queue.to_string(),
+                sub: name.to_string(),
+                id,
+            }];
+            if core.state.is_log(queue) {
+                ops.push(touch(queue, name, self.inner.clock.now_ms()));
+            }
+            self.inner.commit(&mut core, ops)?
         };
-        let ticket = self.inner.commit_on_subscription(queue, name, op)?;
         self.inner.wait(ticket).await
+    }
+
+    /// Moves every subscription of a log-retention queue (the default one included) so
+    /// it delivers the retained messages from `id` on (`None` or 0: from the oldest
+    /// retained one; past the end: only later pushes), as one logged op
+    /// (queue-sample's `topic_reset`). Leases of the subscriptions are dropped with
+    /// them; last-action times are left as they are. Returns how many subscriptions
+    /// moved. `NotFound` for no such queue, `NotALog` for a queue that consumes.
+    pub async fn reset(&self, queue: &str, id: Option<u64>) -> Result<u64> {
+        validate_queue(queue)?;
+        let (ticket, n) = {
+            let mut core = self.inner.core.lock();
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            if !core.state.is_log(queue) {
+                return Err(Error::NotALog(format!("{queue:?}")));
+            }
+            let op = Op::Reset {
+                queue: queue.to_string(),
+                id: id.unwrap_or(0),
+            };
+            let n = core.state.sub_count(queue);
+            (self.inner.commit(&mut core, vec![op])?, n)
+        };
+        self.inner.wait(ticket).await?;
+        Ok(n)
+    }
+
+    /// Reads up to `max` (1 ..= `max_batch`) messages of a log-retention queue's
+    /// retained log with ids from `from` on, in id order, without consuming anything
+    /// (messages whose TTL passed are left out). The page's `next` is the id to ask for
+    /// next. Costs O(log n) to find `from`. `NotFound` for no such queue, `NotALog` for
+    /// a queue that consumes, `InvalidArgument` for `max` out of bounds.
+    pub async fn read_log(&self, queue: &str, from: u64, max: usize) -> Result<LogPage> {
+        validate_queue(queue)?;
+        let limit = self.inner.config.max_batch;
+        if max == 0 || max > limit {
+            return Err(Error::InvalidArgument(format!(
+                "max must be 1 ..= {limit} (max_batch), not {max}"
+            )));
+        }
+        let pinned = {
+            let (core, now) = self.inner.lock_swept(&[queue])?;
+            if !core.state.has_queue(queue) {
+                return Err(Error::NotFound(format!("queue {queue:?}")));
+            }
+            if !core.state.is_log(queue) {
+                return Err(Error::NotALog(format!("{queue:?}")));
+            }
+            let metas = core.state.log_from(queue, from, max, now);
+            metas
+                .iter()
+                .map(|m| (*m, 0, self.inner.storage.pin(m.loc)))
+                .collect::<Vec<_>>()
+        };
+        let next = pinned
+            .last()
+            .map_or(from, |(m, _, _)| m.id.saturating_add(1));
+        let messages = super::delivery::load(pinned, None, DEFAULT_SUB);
+        Ok(LogPage { messages, next })
     }
 
     /// Deletes a named subscription; `NotFound` when absent.

@@ -595,10 +595,13 @@ mod tests {
         let mut bytes = Vec::new();
         st.snapshot().write_checkpoint(&mut bytes).unwrap();
         let back = State::from_checkpoint(&bytes).unwrap();
-        assert_eq!(back.kv_peek("b", 0).unwrap().value, Bytes::from_static(b"22"));
+        assert_eq!(
+            back.kv_peek("b", 0).unwrap().value,
+            Bytes::from_static(b"22")
+        );
         assert_eq!(back.kv_stats(), st.kv_stats());
         assert_eq!(back.kv.next_version, 3);
-        // A format-3 checkpoint: the queues' state and nothing after it.
+        // A checkpoint of the queues' state with nothing after it has no keys.
         let old = postcard::to_allocvec(&st).unwrap();
         let back = State::from_checkpoint(&old).unwrap();
         assert_eq!(back.kv_stats().keys, 0);
@@ -616,6 +619,12 @@ mod tests {
         assert_eq!(st.kv_stats().keys, 1);
         assert_eq!(st.kv_stats().bytes, cost("a", 1));
         assert_eq!(st.kv_sweep(300), 1);
-        assert_eq!(st.kv_stats(), KvStats { expired: 2, ..KvStats::default() });
+        assert_eq!(
+            st.kv_stats(),
+            KvStats {
+                expired: 2,
+                ..KvStats::default()
+            }
+        );
     }
 }

@@ -165,6 +165,19 @@ impl Lane {
         self.chunks.iter().flat_map(|c| c.metas.iter())
     }
 
+    /// Messages with ids from `id` on, in lane order, for a lane in id order (a queue's
+    /// retained log): the first one is found by binary search over the chunks' bounds,
+    /// so this costs O(log n) before the first message.
+    pub(crate) fn iter_from_id(&self, id: u64) -> impl Iterator<Item = &Meta> + '_ {
+        // In an id-ordered lane every chunk's ids are below the next chunk's, and a
+        // chunk's upper bound only widens by pushes at the tail.
+        let first = self.chunks.partition_point(|c| c.hi < id);
+        self.chunks
+            .range(first..)
+            .flat_map(|c| c.metas.iter())
+            .skip_while(move |m| m.id < id)
+    }
+
     /// Every message, mutably (compaction rewrites locations).
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Meta)) {
         for chunk in self.chunks.iter_mut() {
@@ -221,6 +234,33 @@ mod tests {
 
     fn ids(lane: &Lane) -> Vec<u64> {
         lane.iter().map(|m| m.id).collect()
+    }
+
+    #[test]
+    fn iter_from_id_starts_at_the_first_id_at_or_after_it() {
+        let mut lane = Lane::default();
+        (1..=1000)
+            .filter(|i| i % 3 != 0)
+            .for_each(|i| lane.push_back(meta(i)));
+        while lane.front().is_some_and(|m| m.id < 100) {
+            lane.pop_front();
+        }
+        let from = |id| {
+            lane.iter_from_id(id)
+                .map(|m| m.id)
+                .take(3)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(0), vec![100, 101, 103]);
+        assert_eq!(from(300), vec![301, 302, 304]);
+        assert_eq!(from(511), vec![511, 512, 514]);
+        assert_eq!(from(999), vec![1000]);
+        assert_eq!(from(1001), Vec::<u64>::new());
+        assert_eq!(from(u64::MAX), Vec::<u64>::new());
+        assert_eq!(
+            lane.iter_from_id(500).count(),
+            lane.iter().filter(|m| m.id >= 500).count()
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::op::{Location, Op, RemoveReason};
 
 pub(crate) use kv::Planned;
 pub(crate) use live::SegmentLive;
+pub(crate) use plan::touch;
 pub use plan::ReadMode;
 pub(crate) use sub::DeliveryId;
 
@@ -253,11 +254,17 @@ impl State {
                 let Some(q) = self.queues.get_mut(queue) else {
                     return;
                 };
+                let cursor = q.is_log() && *reason == RemoveReason::Taken;
                 let Some(s) = q.subs.get_mut(sub) else { return };
-                let removed = ids
-                    .iter()
-                    .filter(|id| s.take_out(**id, live).is_some())
-                    .count() as u64;
+                let mut removed = 0u64;
+                for id in ids {
+                    if s.take_out(*id, live).is_some() {
+                        removed += 1;
+                        if cursor {
+                            s.passed(*id);
+                        }
+                    }
+                }
                 q.release_dedup(ids);
                 let c = &mut q.counters;
                 match reason {
@@ -289,10 +296,14 @@ impl State {
                 let Some(q) = self.queues.get_mut(queue) else {
                     return;
                 };
+                let cursor = q.is_log();
                 let Some(s) = q.subs.get_mut(sub) else { return };
                 for (i, id) in ids.iter().enumerate() {
                     if s.lease(*id, *until_ms, first_token.saturating_add(i as u64)) {
                         q.counters.delivered += 1;
+                        if cursor {
+                            s.passed(*id);
+                        }
                     }
                 }
             }
@@ -351,6 +362,8 @@ impl State {
                 if let Some(q) = self.queues.get_mut(queue) {
                     q.release_all(live);
                     q.log_floor = q.next_id;
+                    let next_id = q.next_id;
+                    q.subs.values_mut().for_each(|s| s.position = next_id);
                     q.dedup.clear();
                     q.dedup_order.clear();
                     q.held_dedup.clear();
@@ -405,6 +418,7 @@ impl State {
                 q.log_floor = q.log_floor.max(*below);
                 for s in q.subs.values_mut() {
                     s.trim_below(*below, live);
+                    s.position = s.position.max(*below);
                 }
                 let gone: Vec<u64> = q
                     .dedup_key_of
@@ -458,6 +472,18 @@ impl State {
                     q.description = description.clone();
                 }
             }
+            Op::Touch { queue, sub, at_ms } => {
+                if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+                    s.last_active_ms = *at_ms;
+                }
+            }
+            Op::Reset { queue, id } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if q.is_log() {
+                        q.reset(*id, live);
+                    }
+                }
+            }
         }
     }
 
@@ -478,9 +504,14 @@ impl State {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        let Some(meta) = q.subs.get_mut(sub).and_then(|s| s.take_out(id, live)) else {
+        let cursor = q.is_log() && how == Moved::Consumed;
+        let Some(s) = q.subs.get_mut(sub) else { return };
+        let Some(meta) = s.take_out(id, live) else {
             return;
         };
+        if cursor {
+            s.passed(id);
+        }
         q.release_dedup(&[id]);
         match how {
             Moved::DeadLetter => q.counters.dead_lettered += 1,
@@ -629,13 +660,46 @@ impl State {
     /// Stats of a queue's named subscriptions.
     pub fn subscriptions(&self, queue: &str) -> Option<Vec<SubscriptionStats>> {
         let q = self.queues.get(queue)?;
+        let cursor = q.is_log();
         Some(
             q.subs
                 .iter()
                 .filter(|(n, _)| !n.is_empty())
-                .map(|(n, s)| s.stats(Some(n.clone())))
+                .map(|(n, s)| {
+                    let mut stats = s.stats(Some(n.clone()));
+                    if cursor {
+                        stats.position = Some(s.position);
+                        stats.last_active_ms = Some(s.last_active_ms);
+                    }
+                    stats
+                })
                 .collect(),
         )
+    }
+
+    /// Whether the queue keeps a log (log retention).
+    pub fn is_log(&self, queue: &str) -> bool {
+        self.queues.get(queue).is_some_and(|q| q.is_log())
+    }
+
+    /// How many subscriptions the queue has, the default one included.
+    pub fn sub_count(&self, queue: &str) -> u64 {
+        self.queues.get(queue).map_or(0, |q| q.subs.len() as u64)
+    }
+
+    /// Up to `max` messages of the queue's retained log with ids from `from` on, in id
+    /// order, leaving out those whose TTL passed at `now`. Costs O(log n) to find the
+    /// first, then one step per message.
+    pub fn log_from(&self, queue: &str, from: u64, max: usize, now: u64) -> Vec<Meta> {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        q.log
+            .iter_from_id(from.max(q.log_floor))
+            .filter(|m| !m.expired(now))
+            .take(max)
+            .copied()
+            .collect()
     }
 
     /// Messages the default subscription holds (the dropped count of a purge).

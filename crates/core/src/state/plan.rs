@@ -299,6 +299,9 @@ impl State {
 
     /// The ops that confirm a delivery: a `Remove` (take) or `Lease` of those of `ids`
     /// still reserved by `delivery` (a purge or drop in between leaves fewer).
+    /// On a log-retention queue a named subscription's read is also its last action:
+    /// an `Op::Touch` at `now` follows.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn plan_confirm(
         &self,
         queue: &str,
@@ -307,14 +310,35 @@ impl State {
         delivery: DeliveryId,
         mode: &ReadMode,
         first_token: Option<u64>,
+        now: u64,
     ) -> Vec<Op> {
-        let Some(s) = self.queues.get(queue).and_then(|q| q.subs.get(sub)) else {
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
+        let Some(s) = q.subs.get(sub) else {
             return Vec::new();
         };
         let still = s.reserved_by(ids, delivery);
         if still.is_empty() {
             return Vec::new();
         }
+        let mut ops = self.plan_confirm_ops(queue, sub, ids, still, mode, first_token);
+        if q.is_log() && !sub.is_empty() {
+            ops.push(touch(queue, sub, now));
+        }
+        ops
+    }
+
+    /// [`State::plan_confirm`]'s ops for the messages `still` reserved.
+    fn plan_confirm_ops(
+        &self,
+        queue: &str,
+        sub: &str,
+        ids: &[u64],
+        still: Vec<u64>,
+        mode: &ReadMode,
+        first_token: Option<u64>,
+    ) -> Vec<Op> {
         match mode {
             ReadMode::Take => vec![Op::Remove {
                 queue: queue.to_string(),
@@ -470,6 +494,15 @@ impl State {
                 })
             })
             .collect()
+    }
+}
+
+/// The op that records a named subscription's last action at `now`.
+pub(crate) fn touch(queue: &str, sub: &str, now: u64) -> Op {
+    Op::Touch {
+        queue: queue.to_string(),
+        sub: sub.to_string(),
+        at_ms: now,
     }
 }
 

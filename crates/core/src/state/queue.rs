@@ -57,6 +57,10 @@ pub(crate) struct Queue {
     pub(crate) description: Option<String>,
     /// No default subscription.
     pub(crate) fanout_only: bool,
+    /// While the queue keeps a log: every message with this id or a later one is in
+    /// `log` (or was trimmed). Messages pushed before the queue turned to log retention
+    /// (ids below) may be held by subscriptions without being in the log.
+    pub(crate) log_since: u64,
 }
 
 impl Queue {
@@ -94,6 +98,7 @@ impl Queue {
             seq: self.seq,
             description: self.description.clone(),
             fanout_only: self.fanout_only,
+            log_since: self.log_since,
         }
     }
 
@@ -137,6 +142,8 @@ impl Queue {
     pub(crate) fn configure(&mut self, settings: QueueSettings, live: &mut Live) {
         if !settings.retention.is_log() {
             self.clear_log(live);
+        } else if !self.is_log() {
+            self.log_since = self.next_id;
         }
         self.settings = settings;
     }
@@ -169,11 +176,19 @@ impl Queue {
         self.log_bytes = 0;
     }
 
-    /// Retained messages from `from_id` on, in id order, for a subscription being seeded.
+    /// Retained messages from `from_id` on, in id order, for a subscription being seeded,
+    /// with their not-before times. On a log queue they are the log's from `from_id` on,
+    /// found by binary search; only ids below `log_since` (pushed before the queue kept
+    /// a log) are looked for in the other subscriptions. Elsewhere, the union of what
+    /// every subscription holds.
     fn retained_from(&self, from_id: u64) -> Vec<(Meta, u64)> {
+        let from_id = from_id.max(self.log_floor);
+        if self.is_log() && from_id >= self.log_since {
+            return self.log.iter_from_id(from_id).map(|m| (*m, 0)).collect();
+        }
         let mut by_id: BTreeMap<u64, (Meta, u64)> = BTreeMap::new();
         if self.is_log() {
-            for m in self.log.iter().filter(|m| m.id >= from_id) {
+            for m in self.log.iter_from_id(from_id) {
                 by_id.insert(m.id, (*m, 0));
             }
         }
@@ -185,7 +200,19 @@ impl Queue {
         by_id.into_values().collect()
     }
 
+    /// The lowest id a subscription may read from: the oldest retained log message,
+    /// or the next id when the log is empty.
+    fn first_retained(&self) -> u64 {
+        self.log
+            .front()
+            .map_or(self.next_id, |m| m.id)
+            .max(self.log_floor)
+            .min(self.next_id)
+    }
+
     /// (Re)starts subscription `sub` at `start`, with the retained messages from there.
+    /// A start past the end is the end: every later push is delivered. The
+    /// subscription's last-action time is kept.
     pub(crate) fn seed(&mut self, sub: &str, start: StartAt, live: &mut Live) {
         let from = match start {
             StartAt::Latest => None,
@@ -193,13 +220,28 @@ impl Queue {
             StartAt::Id(id) => Some(id),
         };
         let messages = from.map(|id| self.retained_from(id)).unwrap_or_default();
-        let floor = self.log_floor;
+        let position = from
+            .unwrap_or(self.next_id)
+            .max(self.first_retained())
+            .min(self.next_id);
         let s = self.subs.entry(sub.to_string()).or_default();
+        let last_active_ms = s.last_active_ms;
         s.clear(live);
-        for (mut meta, due) in messages.into_iter().filter(|(m, _)| m.id >= floor) {
+        s.last_active_ms = last_active_ms;
+        s.position = position;
+        for (mut meta, due) in messages {
             meta.deliveries = 0;
             s.add(meta, due, false, live);
         }
+    }
+
+    /// Moves every subscription (the default one included) as a seek to `id` would.
+    pub(crate) fn reset(&mut self, id: u64, live: &mut Live) {
+        let names: Vec<String> = self.subs.keys().cloned().collect();
+        for name in names {
+            self.seed(&name, StartAt::Id(id), live);
+        }
+        self.release_all_dedup();
     }
 
     /// Releases everything the queue holds from the segment accounting.

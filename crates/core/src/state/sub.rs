@@ -74,6 +74,13 @@ pub(crate) struct Sub {
     /// flight). Derived from the `Meta`s, so rebuilt after a checkpoint is loaded.
     #[serde(skip)]
     values: BTreeSet<ValueKey>,
+    /// The cursor (kept for subscriptions of log-retention queues): the id it reads
+    /// from next in id order. Set by subscribe, seek and reset; raised past every
+    /// message it delivers (take, lease, move) and past a trim.
+    pub(crate) position: u64,
+    /// When it last acted (read, ack, seek, creation), ms since the epoch; 0 for never.
+    /// Kept for named subscriptions of log-retention queues.
+    pub(crate) last_active_ms: u64,
 }
 
 impl Sub {
@@ -92,6 +99,8 @@ impl Sub {
             soft_gets: self.soft_gets.clone(),
             ready_bytes: 0,
             values: BTreeSet::new(),
+            position: self.position,
+            last_active_ms: self.last_active_ms,
         }
     }
 
@@ -459,6 +468,13 @@ impl Sub {
             ready: self.ready - reserved,
             in_flight: self.inflight.len() as u64 + reserved,
             delayed: self.delayed.len() as u64,
+            position: None,
+            last_active_ms: None,
         }
+    }
+
+    /// Raises the cursor past message `id` (it was delivered).
+    pub(crate) fn passed(&mut self, id: u64) {
+        self.position = self.position.max(id.saturating_add(1));
     }
 }

@@ -19,7 +19,7 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
-use super::routes::{consume, kv, messages, queues, subscriptions, values};
+use super::routes::{consume, cursors, kv, messages, queues, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -30,8 +30,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
     info(
         title = "Godwit native API",
         description = "Godwit's native HTTP/JSON API: push, take, lease, ack, peek, move, \
-                       range reads, soft get, delete by id, membership and removal by body, queues and subscriptions, \
-                       and the key/value namespace queues share. Every error reply is \
+                       range reads, soft get, delete by id, membership and removal by body, queues, subscriptions, \
+                       cursors over a log, and the key/value namespace queues share. Every error reply is \
                        `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. A method a \
                        path does not list answers 405 with an `Allow` header."
     ),
@@ -75,6 +75,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         kv::append,
         kv::get_ttl,
         kv::put_ttl,
+        cursors::reset,
+        cursors::read_log,
     ),
     components(schemas(
         ErrorBody,
@@ -126,13 +128,16 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         kv::MultiGetRequest,
         kv::MultiGetReply,
         kv::FlushReply,
+        cursors::ResetRequest,
+        cursors::ResetReply,
+        cursors::LogReply,
     )),
     tags(
         (name = "messages", description = "Pushing messages"),
-        (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads and soft get"),
+        (name = "consume", description = "Take, lease, ack, nack, extend, peek, move, range reads, soft get and paged reads of a retained log"),
         (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
-        (name = "subscriptions", description = "Named subscriptions for fan-out"),
+        (name = "subscriptions", description = "Named subscriptions for fan-out, and cursors over a log-retention queue"),
         (name = "kv", description = "The key/value namespace (keys and queues share one namespace)"),
         (name = "operations", description = "Health, metrics and this document"),
     )

@@ -286,6 +286,14 @@ pub struct SubscriptionJson {
     pub in_flight: u64,
     /// Messages waiting for their delay.
     pub delayed: u64,
+    /// On a log-retention queue, the cursor: the id the subscription reads from next in
+    /// id order (set by subscribe, seek and reset, raised past every message it
+    /// delivers and past a trim); `null` on other queues.
+    pub position: Option<u64>,
+    /// On a log-retention queue, when the subscription last read, acked or sought (or
+    /// was created), ms since the epoch (0: not since the queue keeps a log); `null` on
+    /// other queues. A reset leaves it as it was.
+    pub last_active_ms: Option<u64>,
 }
 
 impl From<SubscriptionStats> for SubscriptionJson {
@@ -295,6 +303,8 @@ impl From<SubscriptionStats> for SubscriptionJson {
             ready: s.ready,
             in_flight: s.in_flight,
             delayed: s.delayed,
+            position: s.position,
+            last_active_ms: s.last_active_ms,
         }
     }
 }

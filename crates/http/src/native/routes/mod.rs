@@ -1,6 +1,7 @@
 //! The native route table, one module per resource family.
 
 pub mod consume;
+pub mod cursors;
 pub mod kv;
 pub mod messages;
 pub mod queues;
@@ -66,5 +67,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
         Route::post("/v1/kv/{key}/append", kv::append),
         Route::get("/v1/kv/{key}/ttl", kv::get_ttl),
         Route::put("/v1/kv/{key}/ttl", kv::put_ttl),
+        Route::post("/v1/queues/{queue}/reset", cursors::reset),
+        Route::get("/v1/queues/{queue}/log", cursors::read_log),
     ]
 }

@@ -122,7 +122,10 @@ pub async fn subscribe(
     Ok((status, Json(reply)).into_response())
 }
 
-/// Moves a subscription so it delivers retained messages from `id` on.
+/// Moves a subscription so it delivers retained messages from `id` on (an id past the
+/// end is the end: every later push is delivered). On a log-retention queue this moves
+/// the subscription's cursor: its `position` becomes `id` (clamped to the retained ids)
+/// and the seek is its last action.
 #[utoipa::path(
     post,
     path = "/v1/queues/{queue}/subscriptions/{name}/seek",
