@@ -22,6 +22,19 @@ struct Tally {
     bytes: u64,
     latencies: Vec<Duration>,
     errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    /// Counts a failed request, keeps the first one's reason, and backs off briefly so
+    /// a dead or refusing server isn't spun on.
+    async fn fail(&mut self, why: impl FnOnce() -> String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(why());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
@@ -75,6 +88,9 @@ where
         row.bytes += t.bytes;
         row.errors += t.errors;
         row.latencies.extend(t.latencies);
+        if row.first_error.is_none() {
+            row.first_error = t.first_error;
+        }
     }
     row.elapsed = started.elapsed();
     Ok(row)
@@ -95,22 +111,36 @@ async fn post(
     let result = match req.send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            resp.bytes().await.ok().map(|b| (status, b))
+            resp.bytes()
+                .await
+                .map(|b| (status, b))
+                .map_err(|e| format!("POST {url}: reading the reply: {e}"))
         }
-        Err(_) => None,
+        Err(e) => Err(format!("POST {url}: {e}")),
     };
-    match &result {
-        Some((status, _)) if (200..300).contains(status) => {
+    match result {
+        Ok((status, reply)) if (200..300).contains(&status) => {
             tally.requests += 1;
             tally.latencies.push(started.elapsed());
+            Some((status, reply))
         }
-        _ => {
-            tally.errors += 1;
-            // Don't spin on a dead or refusing server.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok((status, reply)) => {
+            tally
+                .fail(|| format!("POST {url}: HTTP {status}: {}", snippet(&reply)))
+                .await;
+            Some((status, reply))
+        }
+        Err(why) => {
+            tally.fail(|| why).await;
+            None
         }
     }
-    result
+}
+
+/// The start of a reply body, for an error message.
+fn snippet(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned();
+    text.trim().to_string()
 }
 
 async fn drop_queue(plan: &Plan, queue: &str) {
@@ -143,10 +173,11 @@ pub(crate) async fn single_pushes(plan: &Plan) -> anyhow::Result<Row> {
                         t.bytes += payload.len() as u64;
                         t.latencies.push(started.elapsed());
                     }
-                    _ => {
-                        t.errors += 1;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        t.fail(|| format!("POST {url}: HTTP {status}")).await;
                     }
+                    Err(e) => t.fail(|| format!("POST {url}: {e}")).await,
                 }
             }
             t
@@ -260,6 +291,165 @@ pub(crate) async fn batched_takes(plan: &Plan) -> anyhow::Result<(Row, Row)> {
     Ok((fill_row, take_row))
 }
 
+/// Sends one `PUT {prefix}{n}` of `payload` and checks for 200, timing it into `t`.
+/// Returns whether it succeeded.
+async fn kv_put(c: &reqwest::Client, url: &str, payload: &Bytes, t: &mut Tally) -> bool {
+    let started = Instant::now();
+    match c.put(url).body(payload.clone()).send().await {
+        Ok(r) if r.status().as_u16() == 200 => {
+            let _ = r.bytes().await;
+            t.requests += 1;
+            t.messages += 1;
+            t.bytes += payload.len() as u64;
+            t.latencies.push(started.elapsed());
+            true
+        }
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let reply = r.bytes().await.unwrap_or_default();
+            t.fail(|| format!("PUT {url}: HTTP {status}: {}", snippet(&reply)))
+                .await;
+            false
+        }
+        Err(e) => {
+            t.fail(|| format!("PUT {url}: {e}")).await;
+            false
+        }
+    }
+}
+
+/// Sets keys `{prefix}0` … `{prefix}{plan.keys - 1}`, each request the next key of a
+/// counter shared by the workers: every key once (retrying failures) when `count` is
+/// `Some`, rotating over them for `plan.duration` when `None`.
+async fn kv_fill(
+    plan: &Plan,
+    prefix: &str,
+    count: Option<u64>,
+    label: String,
+) -> anyhow::Result<Row> {
+    let base = format!("{}/v1/kv/{prefix}", plan.url);
+    let payload = body(plan.size);
+    let keys = plan.keys;
+    let next = Arc::new(AtomicU64::new(0));
+    let limit = count.unwrap_or(u64::MAX);
+    let deadline = Instant::now() + count.map_or(plan.duration, |_| FILL_LIMIT);
+    run_workers(plan, label, |c| {
+        let base = base.clone();
+        let payload = payload.clone();
+        let next = next.clone();
+        async move {
+            let mut t = Tally::default();
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= limit {
+                    break;
+                }
+                let url = format!("{base}{}", n % keys);
+                // A fill retries a failed set; a timed run moves on to the next key.
+                while !kv_put(&c, &url, &payload, &mut t).await
+                    && count.is_some()
+                    && Instant::now() < deadline
+                {}
+            }
+            t
+        }
+    })
+    .await
+}
+
+/// Deletes the keys a key/value scenario wrote (best effort, untimed).
+async fn drop_keys(plan: &Plan, prefix: &str) {
+    let base = format!("{}/v1/kv/{prefix}", plan.url);
+    let keys = plan.keys;
+    let next = Arc::new(AtomicU64::new(0));
+    let _ = run_workers(plan, String::new(), |c| {
+        let base = base.clone();
+        let next = next.clone();
+        async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= keys {
+                    break;
+                }
+                let _ = c.delete(format!("{base}{n}")).send().await;
+            }
+            Tally::default()
+        }
+    })
+    .await;
+}
+
+/// Single-value sets of `plan.size` bytes for `plan.duration`, rotating over `plan.keys`
+/// keys (each request the next key, whichever worker sends it).
+pub(crate) async fn kv_sets(plan: &Plan) -> anyhow::Result<Row> {
+    let prefix = plan.key_prefix("kv-set");
+    let row = kv_fill(plan, &prefix, None, format!("kv-set ({} keys)", plan.keys)).await?;
+    drop_keys(plan, &prefix).await;
+    Ok(row)
+}
+
+/// Sets every one of `plan.keys` keys once, then gets them for `plan.duration`, rotating
+/// over the key space; a get counts only when it is 200 with a value of `plan.size`
+/// bytes. Returns the fill row and the get row.
+pub(crate) async fn kv_gets(plan: &Plan) -> anyhow::Result<(Row, Row)> {
+    let prefix = plan.key_prefix("kv-get");
+    let fill_row = kv_fill(
+        plan,
+        &prefix,
+        Some(plan.keys),
+        format!("kv prefill ({} keys)", plan.keys),
+    )
+    .await?;
+    let base = format!("{}/v1/kv/{prefix}", plan.url);
+    let keys = plan.keys;
+    let size = plan.size;
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + plan.duration;
+    let get_row = run_workers(plan, format!("kv-get ({keys} keys)"), |c| {
+        let base = base.clone();
+        let next = next.clone();
+        async move {
+            let mut t = Tally::default();
+            while Instant::now() < deadline {
+                let url = format!("{base}{}", next.fetch_add(1, Ordering::Relaxed) % keys);
+                let started = Instant::now();
+                let reply = match c.get(&url).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        r.bytes()
+                            .await
+                            .map(|b| (status, b))
+                            .map_err(|e| format!("GET {url}: reading the reply: {e}"))
+                    }
+                    Err(e) => Err(format!("GET {url}: {e}")),
+                };
+                match reply {
+                    Ok((200, value)) if value.len() == size => {
+                        t.requests += 1;
+                        t.messages += 1;
+                        t.bytes += size as u64;
+                        t.latencies.push(started.elapsed());
+                    }
+                    Ok((200, value)) => {
+                        let got = value.len();
+                        t.fail(|| format!("GET {url}: a value of {got} bytes, not {size}"))
+                            .await;
+                    }
+                    Ok((status, reply)) => {
+                        t.fail(|| format!("GET {url}: HTTP {status}: {}", snippet(&reply)))
+                            .await;
+                    }
+                    Err(why) => t.fail(|| why).await,
+                }
+            }
+            t
+        }
+    })
+    .await?;
+    drop_keys(plan, &prefix).await;
+    Ok((fill_row, get_row))
+}
+
 /// Reads a `Vm*` line (in KiB) from `/proc/PID/status`.
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -315,5 +505,14 @@ mod tests {
         let messages = v["messages"].as_array().unwrap();
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[0]["body"].as_str().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn snippets_are_short_and_trimmed() {
+        assert_eq!(
+            snippet(b"  {\"error\":\"not_found\"}\n"),
+            "{\"error\":\"not_found\"}"
+        );
+        assert_eq!(snippet(&[b'x'; 500]).len(), 200);
     }
 }

@@ -21,6 +21,8 @@ pub struct Row {
     pub latencies: Vec<Duration>,
     /// Requests that failed (transport errors or unexpected status).
     pub errors: u64,
+    /// Why the first failed request failed, if one did.
+    pub first_error: Option<String>,
 }
 
 impl Row {
@@ -80,6 +82,9 @@ pub fn print_progress(row: Option<&Row>) {
             r.messages_per_sec(),
             r.errors
         );
+        if let Some(why) = &r.first_error {
+            eprintln!("        first error: {why}");
+        }
     }
 }
 
