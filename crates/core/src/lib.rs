@@ -20,7 +20,10 @@ mod state;
 pub mod storage;
 pub mod validate;
 
-pub use broker::{Broker, BrokerConfig, Delivery, Session};
+pub use broker::{
+    Broker, BrokerConfig, Delivery, Offer, QueueEvent, Session, Stream, StreamItem, StreamMode,
+    StreamOptions, StreamPolicy,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use kv::*;

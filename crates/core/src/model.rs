@@ -311,6 +311,9 @@ pub struct QueueSettings {
     /// Dedup ids are held for as long as their message is queued or in flight (in any
     /// subscription), not for the dedup window.
     pub dedup_until_consumed: bool,
+    /// Live delivery (streams) is stopped; plain reads go on (RestMQ's `/control`
+    /// stop). Unlike `paused`, which stops every read.
+    pub live_paused: bool,
 }
 
 impl Default for QueueSettings {
@@ -326,6 +329,7 @@ impl Default for QueueSettings {
             paused: false,
             max_message_bytes: None,
             dedup_until_consumed: false,
+            live_paused: false,
         }
     }
 }
@@ -360,6 +364,8 @@ pub struct SettingsPatch {
     pub max_message_bytes: Option<Option<u64>>,
     /// See [`QueueSettings::dedup_until_consumed`].
     pub dedup_until_consumed: Option<bool>,
+    /// See [`QueueSettings::live_paused`].
+    pub live_paused: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -394,6 +400,9 @@ impl SettingsPatch {
         }
         if let Some(v) = self.dedup_until_consumed {
             settings.dedup_until_consumed = v;
+        }
+        if let Some(v) = self.live_paused {
+            settings.live_paused = v;
         }
     }
 }
@@ -472,6 +481,9 @@ pub struct QueueStats {
     /// Reads waiting for a message of this queue, over all subscriptions (Kestrel's
     /// `waiters`).
     pub waiters: u64,
+    /// Live consumers connected to the queue's streams (SSE, WebSocket, and later
+    /// Redis `SUBSCRIBE`).
+    pub live_consumers: u64,
     /// How long the most recently consumed message (taken, acked or moved) had been in
     /// the queue, in milliseconds (Kestrel's `age`); 0 until one is, since the broker
     /// opened.

@@ -1116,6 +1116,13 @@ async fn openapi_document_lists_only_served_routes() {
         let uri = path.replace("{queue}", "doc").replace("{name}", "sub");
         for method in methods.as_object().expect("methods").keys() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            if uri.ends_with("/events") {
+                // An event stream does not end: its status is the answer.
+                let resp = s.client.get(s.url(&uri)).send().await.unwrap();
+                assert_eq!(resp.status(), 200, "{method} {uri}");
+                continue;
+            }
+            let uri = uri.replace("{key}", "doc-key");
             let reply = s.request(method.clone(), &uri, None).await;
             assert_ne!(reply.status, 405, "{method} {uri}: {reply:?}");
             let message = reply.json["error"]["message"].as_str().unwrap_or("");

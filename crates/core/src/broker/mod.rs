@@ -16,6 +16,7 @@
 //! | `queues.rs` | queue lifecycle, settings, subscriptions and stats |
 //! | `pushes.rs` | push combining: one lock hand-off per batch of concurrent pushes |
 //! | `session.rs` | connection-owned leases, released when the session ends |
+//! | `streams.rs` | the live streams hub: broadcast and round-robin consumers |
 //! | `waiters.rs` | long-poll waiters served in arrival order, over one or more queues |
 //! | `maintenance.rs` | the sweeper, checkpoints and compaction |
 //! | `recovery.rs` | opening: checkpoint, replay, leases back to the head |
@@ -28,6 +29,7 @@ mod pushes;
 mod queues;
 mod recovery;
 mod session;
+mod streams;
 mod values;
 mod waiters;
 
@@ -51,6 +53,7 @@ use crate::validate;
 pub use crate::config::BrokerConfig;
 pub use delivery::Delivery;
 pub use session::Session;
+pub use streams::{Offer, QueueEvent, Stream, StreamItem, StreamMode, StreamOptions, StreamPolicy};
 use waiters::Waiters;
 
 /// A handle to the broker; cheap to clone, shared by every face.
@@ -92,6 +95,8 @@ struct Inner {
     pushes: [Mutex<Vec<pushes::Pending>>; pushes::LANES],
     /// Message counters, registered at first use.
     counters: Counters,
+    /// Live consumers (`streams.rs`).
+    streams: streams::Hub,
 }
 
 /// The broker's message counters, each registered once (with the recorder current at
@@ -612,6 +617,7 @@ impl Inner {
             };
             core.state.apply(op, loc);
         }
+        self.notice_streams(&core.state, &ops);
         if let Some(ready) = core.deferred.as_mut() {
             // Not yet: a served reader could look for records still in memory.
             ready.extend(ops.iter().filter_map(readies).map(str::to_owned));

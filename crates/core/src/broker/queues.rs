@@ -16,7 +16,7 @@ impl Broker {
         let (core, _) = self.inner.lock_swept(&[queue])?;
         core.state
             .stats(queue)
-            .map(|s| with_waiters(&core, s))
+            .map(|s| self.with_live(with_waiters(&core, s)))
             .ok_or_else(|| Error::NotFound(format!("queue {queue:?}")))
     }
 
@@ -31,7 +31,7 @@ impl Broker {
         let st = &core.state;
         st.queue_names_with(prefix)
             .filter_map(|q| st.stats(q))
-            .map(|s| with_waiters(&core, s))
+            .map(|s| self.with_live(with_waiters(&core, s)))
             .collect()
     }
 
@@ -269,6 +269,13 @@ impl Broker {
 }
 
 /// A queue's stats with its waiting reads counted (they live beside the state).
+impl Broker {
+    fn with_live(&self, mut stats: QueueStats) -> QueueStats {
+        stats.live_consumers = self.live_consumers(&stats.name);
+        stats
+    }
+}
+
 fn with_waiters(core: &Core, mut stats: QueueStats) -> QueueStats {
     stats.waiters = core.waiters.count(&stats.name);
     stats

@@ -65,6 +65,7 @@ pub(super) fn open(
         compact_lock: Mutex::new(()),
         pushes: Default::default(),
         counters: Default::default(),
+        streams: Default::default(),
     });
     {
         let mut core = inner.core.lock();

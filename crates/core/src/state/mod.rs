@@ -616,6 +616,7 @@ impl State {
             bytes: default.bytes(),
             ready_bytes: default.ready_bytes(),
             waiters: 0,
+            live_consumers: 0,
             last_age_ms: q.last_age_ms,
             total_pushed: q.counters.pushed,
             total_delivered: q.counters.delivered,

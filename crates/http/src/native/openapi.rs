@@ -19,7 +19,7 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
-use super::routes::{consume, cursors, kv, messages, queues, subscriptions, values};
+use super::routes::{consume, cursors, kv, messages, queues, streams, subscriptions, values};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -65,6 +65,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::seek,
         subscriptions::unsubscribe,
         subscriptions::list,
+        streams::events,
+        streams::ws,
         kv::scan,
         kv::get_many,
         kv::flush,
@@ -118,6 +120,9 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::SubscribeReply,
         subscriptions::SeekRequest,
         subscriptions::SeekReply,
+        streams::ModeJson,
+        streams::PolicyJson,
+        streams::AckFrame,
         kv::KvValueJson,
         kv::PutReply,
         kv::IncrRequest,
@@ -138,6 +143,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
         (name = "subscriptions", description = "Named subscriptions for fan-out, and cursors over a log-retention queue"),
+        (name = "streams", description = "Live delivery: Server-Sent Events and WebSocket"),
         (name = "kv", description = "The key/value namespace (keys and queues share one namespace)"),
         (name = "operations", description = "Health, metrics and this document"),
     )

@@ -156,6 +156,8 @@ pub struct SettingsJson {
     /// Dedup ids are held while their message is queued or in flight, not for the
     /// dedup window.
     pub dedup_until_consumed: bool,
+    /// Live delivery (SSE and WebSocket streams) is stopped; plain reads go on.
+    pub live_paused: bool,
 }
 
 impl From<QueueSettings> for SettingsJson {
@@ -171,6 +173,7 @@ impl From<QueueSettings> for SettingsJson {
             paused: s.paused,
             max_message_bytes: s.max_message_bytes,
             dedup_until_consumed: s.dedup_until_consumed,
+            live_paused: s.live_paused,
         }
     }
 }
@@ -192,6 +195,8 @@ pub struct StatsJson {
     pub ready_bytes: u64,
     /// Reads waiting for a message of this queue (any subscription).
     pub waiters: u64,
+    /// Live consumers connected to its streams (SSE and WebSocket).
+    pub live_consumers: u64,
     /// How long the last consumed message had been queued, in milliseconds (0 until
     /// one is, since the server started).
     pub last_age_ms: u64,
@@ -238,6 +243,7 @@ impl From<QueueStats> for StatsJson {
             bytes: s.bytes,
             ready_bytes: s.ready_bytes,
             waiters: s.waiters,
+            live_consumers: s.live_consumers,
             last_age_ms: s.last_age_ms,
             total_pushed: s.total_pushed,
             total_delivered: s.total_delivered,

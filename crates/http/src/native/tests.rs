@@ -319,7 +319,15 @@ async fn openapi_document_lists_every_route() {
     assert!(unserved.is_empty(), "documented, not served: {unserved:?}");
     // Every documented operation is routed: it answers neither a routing 404 nor a 405.
     for (method, path) in &documented {
-        let uri = path.replace("{queue}", "q").replace("{name}", "s");
+        let uri = path
+            .replace("{queue}", "q")
+            .replace("{name}", "s")
+            .replace("{key}", "k");
+        if uri.ends_with("/events") {
+            // An event stream never ends by itself: tested with real clients in
+            // crates/godwit/tests/streams.rs.
+            continue;
+        }
         let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
         let (status, v) = app.call(method.clone(), &uri, Body::empty()).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");

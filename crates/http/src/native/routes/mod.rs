@@ -5,6 +5,7 @@ pub mod cursors;
 pub mod kv;
 pub mod messages;
 pub mod queues;
+pub mod streams;
 pub mod subscriptions;
 pub mod values;
 
@@ -57,6 +58,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
             "/v1/queues/{queue}/subscriptions/{name}/seek",
             subscriptions::seek,
         ),
+        Route::get("/v1/queues/{queue}/events", streams::events),
+        Route::get("/v1/queues/{queue}/ws", streams::ws),
         Route::get("/v1/kv", kv::scan),
         Route::post("/v1/kv", kv::get_many),
         Route::delete("/v1/kv", kv::flush),

@@ -42,6 +42,8 @@ pub struct SettingsPatchDoc {
     max_message_bytes: Option<u64>,
     /// Hold dedup ids while their message is queued or in flight, not for the window.
     dedup_until_consumed: Option<bool>,
+    /// Stop (true) or resume live delivery to streams; plain reads go on.
+    live_paused: Option<bool>,
 }
 
 /// The reply of purge.
