@@ -554,6 +554,12 @@ pub struct BrokerStats {
     pub total_discarded: u64,
     /// Messages deleted by id or by value.
     pub total_deleted: u64,
+    /// Live consumers connected to streams, over all queues.
+    pub live_consumers: u64,
+    /// Keys of the key/value namespace.
+    pub kv_keys: u64,
+    /// Bytes the key/value namespace holds (what `max_kv_bytes` bounds).
+    pub kv_bytes: u64,
 }
 
 impl BrokerStats {
@@ -570,6 +576,7 @@ impl BrokerStats {
         self.total_delivered += q.total_delivered;
         self.total_consumed += q.total_consumed;
         self.total_expired += q.total_expired;
+        self.live_consumers += q.live_consumers;
         self.total_dead_lettered += q.total_dead_lettered;
         self.total_discarded += q.total_discarded;
         self.total_deleted += q.total_deleted;

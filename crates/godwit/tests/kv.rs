@@ -184,8 +184,15 @@ async fn ttls_counters_appends_scans_and_flush() {
         s.get("/v1/kv/session/ttl").await.json["ttl_ms"],
         Value::Null
     );
+    let totals = s.get("/v1/stats").await;
+    assert_eq!(totals.json["kv_keys"], 16, "{totals:?}");
+    assert!(
+        totals.json["kv_bytes"].as_u64().unwrap() > 16 * 64,
+        "{totals:?}"
+    );
     let r = s.delete("/v1/kv").await;
     assert_eq!(r.json["deleted"], 16, "{r:?}");
+    assert_eq!(s.get("/v1/stats").await.json["kv_bytes"], 0);
     assert_eq!(s.get("/v1/kv").await.json["keys"], json!([]));
 }
 

@@ -83,6 +83,9 @@ impl Broker {
     pub fn totals(&self) -> BrokerStats {
         let mut totals = BrokerStats::default();
         self.list().iter().for_each(|q| totals.add(q));
+        let kv = self.kv_stats();
+        totals.kv_keys = kv.keys;
+        totals.kv_bytes = kv.bytes;
         totals
     }
 

@@ -353,6 +353,12 @@ pub struct TotalsJson {
     pub total_discarded: u64,
     /// Messages deleted by id or by value.
     pub total_deleted: u64,
+    /// Live consumers connected to streams, over all queues.
+    pub live_consumers: u64,
+    /// Keys of the key/value namespace.
+    pub kv_keys: u64,
+    /// Bytes the key/value namespace holds (keys, values, 64 per key).
+    pub kv_bytes: u64,
 }
 
 impl From<BrokerStats> for TotalsJson {
@@ -372,6 +378,9 @@ impl From<BrokerStats> for TotalsJson {
             total_dead_lettered: s.total_dead_lettered,
             total_discarded: s.total_discarded,
             total_deleted: s.total_deleted,
+            live_consumers: s.live_consumers,
+            kv_keys: s.kv_keys,
+            kv_bytes: s.kv_bytes,
         }
     }
 }
