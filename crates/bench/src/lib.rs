@@ -2,11 +2,14 @@
 //! connections and prints a table of what it measured.
 //!
 //! Scenarios: acknowledged single pushes, batched pushes, batched takes, key/value sets and
-//! gets, and a backlog fill that reports the server's resident memory before and after. `godwit bench` wires its
+//! gets, a backlog fill that reports the server's resident memory before and after, and
+//! live streams: fan-out to many SSE consumers and publish-to-consumer latency over SSE
+//! and WebSocket. `godwit bench` wires its
 //! command line to [`BenchArgs`] and calls [`run`]. Timing lives here, never in tests.
 
 mod load;
 mod report;
+mod stream;
 
 use std::time::Duration;
 
@@ -30,7 +33,14 @@ pub enum Scenario {
     KvGet,
     /// Fill `--messages` × `--size` bytes and report the server's RSS before and after.
     Backlog,
-    /// Push, batch, take, kv-set and kv-get, then backlog.
+    /// `--consumers` broadcast SSE consumers of one queue, batched pushes from
+    /// `--connections` pushers for `--duration`: pushes/s and deliveries/s (message events
+    /// received by all consumers), each consumer's count and last id checked.
+    Fanout,
+    /// One live consumer, single pushes paced at `--rate` per second for `--duration`:
+    /// publish-to-consumer latency over SSE, then over WebSocket.
+    StreamLatency,
+    /// Push, batch, take, kv-set and kv-get, then backlog (not the stream scenarios).
     All,
 }
 
@@ -61,6 +71,12 @@ pub struct BenchArgs {
     /// Messages per batch request (batched push, take and fills).
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Live SSE consumers of the `fanout` scenario.
+    #[arg(long, default_value_t = 100)]
+    pub consumers: usize,
+    /// Pushes per second of the `stream-latency` scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
     /// Process id of the server, to read its RSS from `/proc/PID/status` (backlog).
     #[arg(long)]
     pub pid: Option<u32>,
@@ -82,14 +98,24 @@ pub(crate) struct Plan {
     pub size: usize,
     pub batch: usize,
     pub keys: u64,
+    pub consumers: usize,
+    pub rate: u64,
     pub run_id: String,
     pub prefix: String,
 }
 
 impl Plan {
     fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
-        if args.connections == 0 || args.batch == 0 || args.duration == 0 || args.keys == 0 {
-            bail!("--connections, --batch, --duration and --keys must be at least 1");
+        if args.connections == 0
+            || args.batch == 0
+            || args.duration == 0
+            || args.keys == 0
+            || args.consumers == 0
+            || args.rate == 0
+        {
+            bail!(
+                "--connections, --batch, --duration, --keys, --consumers and --rate must be at least 1"
+            );
         }
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -104,6 +130,8 @@ impl Plan {
             size: args.size,
             batch: args.batch,
             keys: args.keys,
+            consumers: args.consumers,
+            rate: args.rate,
             run_id,
             prefix: args.queue_prefix.clone(),
         })
@@ -168,6 +196,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows.push(get);
         report::print_progress(rows.last());
     }
+    let mut notes = Vec::new();
+    if args.scenario == Scenario::Fanout {
+        let (push, deliveries, n) = stream::fanout(&plan).await?;
+        rows.push(push);
+        report::print_progress(rows.last());
+        rows.push(deliveries);
+        report::print_progress(rows.last());
+        notes.extend(n);
+    }
+    if args.scenario == Scenario::StreamLatency {
+        for transport in [stream::Transport::Sse, stream::Transport::WebSocket] {
+            let (row, n) = stream::latency(&plan, transport).await?;
+            rows.push(row);
+            report::print_progress(rows.last());
+            notes.extend(n);
+        }
+    }
     let mut memory = None;
     if wants(Scenario::Backlog) {
         let (row, rss) = load::backlog(&plan, args.pid, args.keep_backlog).await?;
@@ -177,6 +222,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!();
     report::print_table(&rows);
+    if !notes.is_empty() {
+        println!();
+        for n in &notes {
+            println!("{n}");
+        }
+    }
     if let Some(rss) = memory {
         report::print_memory(&rss);
     }
@@ -224,6 +275,16 @@ mod tests {
         assert!(Plan::from_args(&bad).is_err());
         let mut bad = cli.bench.clone();
         bad.keys = 0;
+        assert!(Plan::from_args(&bad).is_err());
+        let cli = Cli::parse_from(["bench", "--scenario", "fanout", "--consumers", "7"]);
+        assert_eq!(cli.bench.scenario, Scenario::Fanout);
+        assert_eq!(Plan::from_args(&cli.bench).unwrap().consumers, 7);
+        let cli = Cli::parse_from(["bench", "--scenario", "stream-latency"]);
+        assert_eq!(cli.bench.scenario, Scenario::StreamLatency);
+        assert_eq!(cli.bench.rate, 1000);
+        assert_eq!(cli.bench.consumers, 100);
+        let mut bad = cli.bench.clone();
+        bad.rate = 0;
         assert!(Plan::from_args(&bad).is_err());
     }
 }
