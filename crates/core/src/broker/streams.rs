@@ -478,7 +478,7 @@ impl Hub {
         };
         let groups = self.groups.lock();
         let now_paused = event.is_none().then(|| paused(queue));
-        for (key, group) in groups.iter().filter(|(k, _)| &k.queue == queue) {
+        for (_, group) in groups.iter().filter(|(k, _)| &k.queue == queue) {
             let event = match (event, now_paused) {
                 (Some(e), _) => e,
                 (None, Some(p)) if group.paused.swap(p, Ordering::AcqRel) != p => {
@@ -491,7 +491,6 @@ impl Hub {
                 }
                 _ => continue,
             };
-            let _ = key;
             for m in group.members.lock().iter() {
                 let _ = m.tx.try_send(StreamItem::Event(event));
             }
