@@ -58,6 +58,11 @@ pub enum Error {
     /// retained log), and this queue consumes instead.
     #[error("queue {0} does not keep a log (set retention.mode to \"log\")")]
     NotALog(String),
+    /// The subscription is a bare cursor (created with [`crate::Broker::subscribe_cursor`]):
+    /// it holds no messages to take, lease, peek or stream; it is read with
+    /// [`crate::Broker::read_cursor`] and moved with [`crate::Broker::seek`].
+    #[error("subscription {0} is a cursor: read it from its position and move it by seek")]
+    IsACursor(String),
 }
 
 impl Error {
@@ -78,6 +83,7 @@ impl Error {
             Error::Overflow(_) => "overflow",
             Error::KvFull(_) => "kv_full",
             Error::NotALog(_) => "not_a_log",
+            Error::IsACursor(_) => "cursor_subscription",
         }
     }
 }

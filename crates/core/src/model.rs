@@ -449,6 +449,10 @@ pub struct SubscriptionStats {
     /// (or was created), ms since the epoch; 0 if it never did since it existed on a log
     /// queue. `None` on other queues.
     pub last_active_ms: Option<u64>,
+    /// A bare cursor ([`crate::Broker::subscribe_cursor`]): it holds nothing, `ready`
+    /// counts the retained messages from its position, and it is read with
+    /// [`crate::Broker::read_cursor`].
+    pub cursor: bool,
 }
 
 /// A page of a log-retention queue's retained log, read without consuming

@@ -299,6 +299,17 @@ pub enum Op {
         /// First id to deliver (0: the oldest retained message).
         id: u64,
     },
+    /// A named subscription of a log-retention queue is created as a bare cursor: a
+    /// position into the retained log and nothing else (queue-sample's subscribers).
+    /// Reads from it are reads of the log; [`Op::Seek`] moves it in O(1).
+    Cursor {
+        /// Queue name.
+        queue: String,
+        /// Subscription name.
+        sub: String,
+        /// Where it starts.
+        start: StartAt,
+    },
 }
 
 /// The settings of [`Op::Configure`], frozen as the first release wrote them.

@@ -17,11 +17,12 @@
 //! restarts.
 //!
 //! A second property (`cursors_match_model`) runs a log-retention queue with the default
-//! subscription and two named ones against a model of cursors: pushes, takes, leases and
-//! acks, seeks anywhere (before the start, inside, past the end), resets of every
-//! cursor, paged reads of the log by id, time passing, checkpoints, compaction and
-//! restarts; after every step each subscription's ready order, counters, cursor position
-//! and last-action time, and the whole log read page by page, must match.
+//! subscription, two named consuming ones and a bare cursor against a model of cursors:
+//! pushes, takes, leases and acks, seeks anywhere (before the start, inside, past the
+//! end), resets of every cursor, paged reads of the log by id and from the bare cursor
+//! (whose takes are refused), time passing, checkpoints, compaction and restarts; after
+//! every step each subscription's ready order, counters, cursor position and last-action
+//! time, and the whole log read page by page, must match.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -1277,6 +1278,12 @@ enum CStep {
     Reset(Option<u64>),
     /// A paged read of the log from an id, up to `max`.
     ReadLog(u64, usize),
+    /// A seek of the bare cursor to an id (up to past the end).
+    CursorSeek(u64),
+    /// A read of up to `max` from the bare cursor (it does not move).
+    CursorRead(usize),
+    /// A take from the bare cursor, which is refused.
+    CursorTake,
     Advance(u64),
     Checkpoint,
     Compact,
@@ -1292,6 +1299,9 @@ fn cstep() -> impl Strategy<Value = CStep> {
         3 => (1usize..3, 0u64..40).prop_map(|(s, id)| CStep::Seek(s, id)),
         1 => prop::option::of(0u64..40).prop_map(CStep::Reset),
         2 => (0u64..40, 1usize..6).prop_map(|(from, max)| CStep::ReadLog(from, max)),
+        2 => (0u64..40).prop_map(CStep::CursorSeek),
+        2 => (1usize..6).prop_map(CStep::CursorRead),
+        1 => Just(CStep::CursorTake),
         2 => (1u64..500).prop_map(CStep::Advance),
         1 => Just(CStep::Checkpoint),
         1 => Just(CStep::Compact),
@@ -1316,6 +1326,8 @@ struct CursorWorld {
     /// Every message pushed (nothing is trimmed: retention keeps all).
     log: Vec<M>,
     subs: [Cursor; 3],
+    /// The bare cursor [`BARE`]: position and last action (it holds no messages).
+    bare: (u64, u64),
     /// (receipt, subscription, id, serial).
     receipts: Vec<Handed>,
     next_serial: u64,
@@ -1325,6 +1337,9 @@ struct CursorWorld {
 fn cursor_sub(i: usize) -> Option<String> {
     (i > 0).then(|| format!("s{i}"))
 }
+
+/// The bare cursor subscription of the cursor model.
+const BARE: &str = "c3";
 
 /// A lease visibility no test run reaches.
 const LONG_MS: u64 = 1 << 40;
@@ -1342,15 +1357,21 @@ impl CursorWorld {
         }
     }
 
+    /// Where a seek to `id` puts a cursor: clamped to the retained ids.
+    fn clamped(&self, id: u64) -> u64 {
+        let first = self.log.first().map_or(self.next_id, |m| m.id);
+        id.max(first).min(self.next_id)
+    }
+
     /// What a seek (or reset) to `id` makes of cursor `which` in the model.
     fn seek_model(&mut self, which: usize, id: u64) {
-        let first = self.log.first().map_or(self.next_id, |m| m.id);
+        let position = self.clamped(id);
         let c = &mut self.subs[which];
         c.sub = SubModel::default();
         for m in self.log.iter().filter(|m| m.id >= id) {
             c.sub.push_tail(*m);
         }
-        c.position = id.max(first).min(self.next_id);
+        c.position = position;
     }
 
     async fn step(&mut self, step: CStep) -> Result<(), TestCaseError> {
@@ -1460,10 +1481,43 @@ impl CursorWorld {
             }
             CStep::Reset(id) => {
                 let n = self.broker.reset(LOGQ, id).await.unwrap();
-                prop_assert_eq!(n, 3, "subscriptions reset");
+                prop_assert_eq!(n, 4, "subscriptions reset");
                 for which in 0..3 {
                     self.seek_model(which, id.unwrap_or(0));
                 }
+                self.bare.0 = self.clamped(id.unwrap_or(0));
+            }
+            CStep::CursorSeek(id) => {
+                self.broker.seek(LOGQ, BARE, id).await.unwrap();
+                self.bare = (self.clamped(id), now);
+            }
+            CStep::CursorRead(max) => {
+                let page = self.broker.read_cursor(LOGQ, BARE, max).await.unwrap();
+                let want: Vec<u64> = self
+                    .log
+                    .iter()
+                    .filter(|m| m.id >= self.bare.0)
+                    .take(max)
+                    .map(|m| m.id)
+                    .collect();
+                let got: Vec<u64> = page.messages.iter().map(|m| m.id).collect();
+                prop_assert_eq!(&got, &want, "cursor read from {}", self.bare.0);
+                for m in &page.messages {
+                    prop_assert_eq!(m.body.to_vec(), body(m.id));
+                }
+            }
+            CStep::CursorTake => {
+                let opts = ReadOptions {
+                    max: 1,
+                    subscription: Some(BARE.to_string()),
+                    ..ReadOptions::default()
+                };
+                let refused = self.broker.take(LOGQ, opts).await.err();
+                prop_assert!(
+                    matches!(refused, Some(godwit_core::Error::IsACursor(_))),
+                    "a take from a cursor: {:?}",
+                    refused
+                );
             }
             CStep::ReadLog(from, max) => {
                 let page = self.broker.read_log(LOGQ, from, max).await.unwrap();
@@ -1506,9 +1560,22 @@ impl CursorWorld {
     }
 
     async fn check(&self) -> Result<(), TestCaseError> {
-        let named = self.broker.subscriptions(LOGQ).unwrap();
-        prop_assert_eq!(named.len(), 2);
+        let all = self.broker.subscriptions(LOGQ).unwrap();
+        prop_assert_eq!(all.len(), 3);
+        let bare = &all[0];
+        prop_assert_eq!(bare.name.as_deref(), Some(BARE));
+        prop_assert!(bare.cursor);
+        let backlog = self.log.iter().filter(|m| m.id >= self.bare.0).count() as u64;
+        prop_assert_eq!(
+            (bare.ready, bare.in_flight, bare.delayed),
+            (backlog, 0, 0),
+            "counters of the bare cursor"
+        );
+        prop_assert_eq!(bare.position, Some(self.bare.0), "position of the cursor");
+        prop_assert_eq!(bare.last_active_ms, Some(self.bare.1), "its last action");
+        let named = &all[1..];
         for (i, stats) in named.iter().enumerate() {
+            prop_assert!(!stats.cursor);
             let c = &self.subs[i + 1];
             prop_assert_eq!(stats.name.clone(), cursor_sub(i + 1));
             prop_assert_eq!(
@@ -1589,6 +1656,11 @@ fn run_cursors(steps: Vec<CStep>) -> Result<(), TestCaseError> {
             c.last_active = now;
         }
         subs[0].position = 1;
+        let created = broker
+            .subscribe_cursor(LOGQ, BARE, StartAt::Latest)
+            .await
+            .unwrap();
+        prop_assert!(created);
         let mut world = CursorWorld {
             store,
             clock,
@@ -1597,6 +1669,7 @@ fn run_cursors(steps: Vec<CStep>) -> Result<(), TestCaseError> {
             next_id: 1,
             log: Vec::new(),
             subs,
+            bare: (1, now),
             receipts: Vec::new(),
             next_serial: 0,
         };

@@ -272,3 +272,151 @@ async fn cursor_positions_and_last_actions_survive_a_stop_and_a_kill9() {
     assert_eq!(take_from(&s, "topic", "b", 10).await, vec![4, 5, 6]);
     assert_eq!(page(&s, "topic", "max=10").await.0, vec![1, 2, 3, 4, 5, 6]);
 }
+
+/// Creates bare cursor `name` of `queue` at `start`.
+async fn bare_cursor(s: &TestServer, queue: &str, name: &str, start: Value) -> u16 {
+    let r = s
+        .put_json(
+            &format!("/v1/queues/{queue}/subscriptions/{name}"),
+            &json!({"kind": "cursor", "start": start}),
+        )
+        .await;
+    r.status
+}
+
+#[tokio::test]
+async fn a_bare_cursor_is_read_without_moving_moved_by_seek_and_survives_a_kill9() {
+    let mut s = TestServer::start(&[]).await;
+    log_queue(&s, "topic", &[]).await;
+    for i in 1..=5 {
+        s.push("topic", &format!("m{i}")).await;
+    }
+    // queue-sample's subscriber: starts at the end, sees only later messages.
+    assert_eq!(bare_cursor(&s, "topic", "r", json!("latest")).await, 201);
+    assert_eq!(bare_cursor(&s, "topic", "r", json!("earliest")).await, 200);
+    assert_eq!(bare_cursor(&s, "topic", "e", json!("earliest")).await, 201);
+    let list = subs(&s, "topic").await;
+    assert_eq!(list[0]["name"], "e");
+    assert_eq!(list[0]["kind"], "cursor");
+    assert_eq!(
+        (&list[0]["position"], &list[0]["ready"]),
+        (&json!(1), &json!(5))
+    );
+    assert_eq!(
+        (&list[1]["position"], &list[1]["ready"]),
+        (&json!(6), &json!(0))
+    );
+    assert_eq!(s.stats("topic").await["subscriptions"], 2);
+
+    // Reading does not move it: the same messages come back until a seek.
+    assert_eq!(
+        page(&s, "topic", "subscription=e&max=2").await,
+        (vec![1, 2], 3)
+    );
+    assert_eq!(
+        page(&s, "topic", "subscription=e&max=2").await,
+        (vec![1, 2], 3)
+    );
+    assert_eq!(page(&s, "topic", "subscription=r&max=2").await, (vec![], 6));
+    s.push("topic", "m6").await;
+    assert_eq!(
+        page(&s, "topic", "subscription=r&max=9").await,
+        (vec![6], 7)
+    );
+    let (_, created) = cursor(&s, "topic", "e").await;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let r = s
+        .post_json("/v1/queues/topic/subscriptions/e/seek", &json!({"id": 3}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (position, acted) = cursor(&s, "topic", "e").await;
+    assert_eq!(position, 3);
+    assert!(acted > created, "a seek is an action: {acted} > {created}");
+    assert_eq!(
+        page(&s, "topic", "subscription=e&max=9").await.0,
+        vec![3, 4, 5, 6]
+    );
+
+    // A seek past the end is the end: every later push is seen.
+    let r = s
+        .post_json(
+            "/v1/queues/topic/subscriptions/r/seek",
+            &json!({"id": 1000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(cursor(&s, "topic", "r").await.0, 7);
+    s.push("topic", "m7").await;
+    assert_eq!(page(&s, "topic", "subscription=r&max=9").await.0, vec![7]);
+
+    // It holds no messages to take, lease, peek or stream.
+    for path in [
+        "/v1/queues/topic/take?subscription=e",
+        "/v1/queues/topic/lease?subscription=e",
+    ] {
+        s.post(path).await.assert_error(409, "cursor_subscription");
+    }
+    s.get("/v1/queues/topic/peek?subscription=e")
+        .await
+        .assert_error(409, "cursor_subscription");
+    s.get("/v1/queues/topic/events?subscription=e")
+        .await
+        .assert_error(409, "cursor_subscription");
+
+    // A stop (checkpoint), more moves, a crash: positions come back from both.
+    let status = s.terminate().await;
+    assert!(status.success(), "{status:?}");
+    s.restart().await;
+    assert_eq!(cursor(&s, "topic", "e").await.0, 3);
+    assert_eq!(cursor(&s, "topic", "r").await.0, 7);
+    let r = s
+        .post_json("/v1/queues/topic/subscriptions/e/seek", &json!({"id": 6}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s
+        .post_json("/v1/queues/topic/reset", &json!({"id": 2}))
+        .await;
+    assert_eq!(r.json["subscriptions"], 3, "{r:?}");
+    let before = subs(&s, "topic").await;
+    assert_eq!(before[1]["position"], 2, "{before:?}");
+    s.kill9();
+    s.restart().await;
+    assert_eq!(subs(&s, "topic").await, before);
+    assert_eq!(
+        page(&s, "topic", "subscription=r&max=2").await,
+        (vec![2, 3], 4)
+    );
+
+    // Unsubscribing removes it.
+    let r = s.delete("/v1/queues/topic/subscriptions/e").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    s.get("/v1/queues/topic/log?subscription=e")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn bare_cursors_refuse_what_they_cannot_be() {
+    let s = TestServer::start(&[]).await;
+    assert_eq!(bare_cursor(&s, "nowhere", "c", json!("latest")).await, 404);
+    s.push("plain", "m").await;
+    assert_eq!(bare_cursor(&s, "plain", "c", json!("latest")).await, 409);
+    log_queue(&s, "topic", &["q"]).await;
+    // A name is one kind: a consuming subscription is not turned into a cursor.
+    assert_eq!(bare_cursor(&s, "topic", "q", json!("latest")).await, 200);
+    assert_eq!(subs(&s, "topic").await[0]["kind"], "queue");
+    s.get("/v1/queues/topic/log?subscription=q")
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(bare_cursor(&s, "topic", "c", json!("latest")).await, 201);
+    s.get("/v1/queues/topic/log?subscription=c&from=1")
+        .await
+        .assert_error(400, "invalid_argument");
+    let r = s
+        .put_json(
+            "/v1/queues/topic/subscriptions/x",
+            &json!({"kind": "pointer"}),
+        )
+        .await;
+    r.assert_error(400, "invalid_json");
+}

@@ -94,6 +94,7 @@ impl From<godwit_core::Error> for ApiError {
             E::QueueFull(_)
             | E::AlreadyExists(_)
             | E::NotALog(_)
+            | E::IsACursor(_)
             | E::WrongType(_)
             | E::NotAnInteger(_)
             | E::Overflow(_) => StatusCode::CONFLICT,

@@ -88,6 +88,48 @@ async fn takes(b: &Broker, batch: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Seeks on a log queue of `backlog` messages: a bare cursor against a consuming
+/// subscription, alternating between the oldest message and the end. Returns the mean
+/// time of one seek of each kind and of one 20-message cursor read, in microseconds.
+async fn seeks(b: &Broker, backlog: u64) -> (f64, f64, f64) {
+    let patch = SettingsPatch {
+        retention: Some(Retention {
+            mode: RetentionMode::Log,
+            ..Retention::default()
+        }),
+        ..SettingsPatch::default()
+    };
+    b.configure("log", patch).await.unwrap();
+    let body = bytes::Bytes::from(vec![b'x'; 200]);
+    for _ in 0..backlog / 1000 {
+        let msgs = (0..1000).map(|_| NewMessage::new(body.clone())).collect();
+        b.push("log", msgs).await.unwrap();
+    }
+    b.subscribe_cursor("log", "cursor", StartAt::Latest)
+        .await
+        .unwrap();
+    b.subscribe("log", "consumer", StartAt::Latest)
+        .await
+        .unwrap();
+    let mean = |started: Instant, n: u32| started.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let mut each = Vec::new();
+    for (sub, n) in [("cursor", 2000u32), ("consumer", 20)] {
+        let started = Instant::now();
+        for i in 0..n {
+            let id = if i % 2 == 0 { 0 } else { u64::MAX };
+            b.seek("log", sub, id).await.unwrap();
+        }
+        each.push(mean(started, n));
+    }
+    let started = Instant::now();
+    for i in 0..2000u32 {
+        b.seek("log", "cursor", u64::from(i) * 400).await.unwrap();
+        b.read_cursor("log", "cursor", 20).await.unwrap();
+    }
+    let read = mean(started, 2000) - each[0];
+    (each[0], each[1], read)
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir_in(".").unwrap();
@@ -127,5 +169,21 @@ fn main() {
             );
             b.shutdown().await.unwrap();
         }
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let b = open(sub.path(), FsyncPolicy::Never);
+        let backlog = 1_000_000;
+        let (cursor, consumer, read) = seeks(&b, backlog).await;
+        println!(
+            "{:<48} {:>14}",
+            format!("log queue of {backlog}, fsync never"),
+            "µs each"
+        );
+        println!("{:<48} {:>14.1}", "  seek, bare cursor", cursor);
+        println!(
+            "{:<48} {:>14.1}",
+            "  seek, consuming subscription", consumer
+        );
+        println!("{:<48} {:>14.1}", "  read 20 from the bare cursor", read);
+        b.shutdown().await.unwrap();
     });
 }

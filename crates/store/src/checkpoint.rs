@@ -9,8 +9,9 @@
 //!
 //! Version history: 1 (first release); 2 (the core's state encoding changed); 3 (every
 //! message's state gained its body hash); 4 (subscriptions gained cursor positions and
-//! last-action times, and the key/value namespace follows the queues' state). This
-//! build reads and writes 4 only. A version it does not read stops recovery with
+//! last-action times, and the key/value namespace follows the queues' state); 5 (a third
+//! section, the bare cursor subscriptions, follows the key/value namespace). This build
+//! writes 5 and reads 5 and 4 (a 4 has no cursors). A version it does not read stops recovery with
 //! [`StorageError::UnknownFormat`].
 
 use std::fs::{self, File};
@@ -21,13 +22,15 @@ use godwit_core::StorageError;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"GODWITCP";
-/// The checkpoint format this build writes and reads: 4 since every subscription's
-/// state gained its cursor position and last-action time (and every queue the id its
-/// log is complete from), and the key/value namespace follows the queues' state; 3 came
-/// with body hashes and soft-get counters; 3, 2 and 1 are refused.
-pub const VERSION: u32 = 4;
+/// The checkpoint format this build writes: 5 since the bare cursor subscriptions
+/// follow the key/value namespace; 4 (still read: it ends before that section) since
+/// every subscription's state gained its cursor position and last-action time (and
+/// every queue the id its log is complete from), and the key/value namespace follows
+/// the queues' state; 3 came with body hashes and soft-get counters; 3, 2 and 1 are
+/// refused.
+pub const VERSION: u32 = 5;
 /// The checkpoint formats this build reads.
-pub const READS: [u32; 1] = [4];
+pub const READS: [u32; 2] = [4, 5];
 /// Bytes before the state: magic, version, segment, offset.
 pub const HEAD: usize = 8 + 4 + 4 + 8;
 /// Bytes after the state: state length, CRC.

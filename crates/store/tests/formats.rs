@@ -30,9 +30,9 @@ fn log_fixture() -> PathBuf {
     fixtures().join("v1")
 }
 
-/// Checkpoint format 4's fixture: `fixtures/checkpoint-v4/checkpoint`.
+/// Checkpoint format 5's fixture: `fixtures/checkpoint-v5/checkpoint`.
 fn checkpoint_fixture() -> PathBuf {
-    fixtures().join("checkpoint-v4")
+    fixtures().join("checkpoint-v5")
 }
 
 const CHECKPOINT_POSITION: Position = Position {
@@ -254,6 +254,18 @@ fn fixture_groups() -> Vec<Vec<Op>> {
             queue: "topic".into(),
             id: 1,
         }],
+        vec![
+            Op::Cursor {
+                queue: "topic".into(),
+                sub: "reader".into(),
+                start: StartAt::Id(2),
+            },
+            Op::Touch {
+                queue: "topic".into(),
+                sub: "reader".into(),
+                at_ms: 1_700_000_001_000,
+            },
+        ],
     ]
 }
 
@@ -289,10 +301,11 @@ fn variant(op: &Op) -> &'static str {
         Op::KvFlush => "KvFlush",
         Op::Touch { .. } => "Touch",
         Op::Reset { .. } => "Reset",
+        Op::Cursor { .. } => "Cursor",
     }
 }
 
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 26;
 
 /// Writes the fixture groups with the current code into `dir`.
 fn write_log(dir: &Path) {
@@ -449,12 +462,26 @@ fn the_first_v1_log_fixture_still_replays_exactly() {
 }
 
 #[test]
-fn the_v4_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
+fn the_v4_checkpoint_container_fixture_still_loads() {
+    let dir = fixtures().join("checkpoint-v4");
+    let raw = std::fs::read(checkpoint::path(&dir)).unwrap();
+    assert_eq!(
+        &raw[8..12],
+        &4u32.to_le_bytes(),
+        "checkpoint format version"
+    );
+    let (pos, state) = checkpoint::load(&dir).unwrap().unwrap();
+    assert_eq!(pos, CHECKPOINT_POSITION);
+    assert_eq!(state, CHECKPOINT_STATE);
+}
+
+#[test]
+fn the_v5_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     let raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
     assert_eq!(&raw[..8], checkpoint::MAGIC);
     assert_eq!(
         &raw[8..12],
-        &4u32.to_le_bytes(),
+        &5u32.to_le_bytes(),
         "checkpoint format version"
     );
     let (pos, state) = checkpoint::load(&checkpoint_fixture()).unwrap().unwrap();
@@ -468,7 +495,7 @@ fn the_v4_checkpoint_container_fixture_loads_and_is_what_this_build_writes() {
     assert_eq!(
         std::fs::read(checkpoint::path(fresh.path())).unwrap(),
         raw,
-        "this build writes a different checkpoint container than format 4's fixture"
+        "this build writes a different checkpoint container than format 5's fixture"
     );
 }
 
@@ -550,7 +577,7 @@ fn an_unknown_checkpoint_version_refuses_to_open_and_changes_nothing() {
     let dir = fixture_copy();
     let path = checkpoint::path(dir.path());
     let mut raw = std::fs::read(checkpoint::path(&checkpoint_fixture())).unwrap();
-    raw[8..12].copy_from_slice(&5u32.to_le_bytes());
+    raw[8..12].copy_from_slice(&6u32.to_le_bytes());
     let crc_at = raw.len() - 4;
     let crc = crc32c::crc32c(&raw[..crc_at]);
     raw[crc_at..].copy_from_slice(&crc.to_le_bytes());

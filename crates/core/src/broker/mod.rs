@@ -154,8 +154,18 @@ struct ReadRequest {
     session: Option<SessionId>,
 }
 
-/// `NotFound` unless the queue has the subscription (the default one always exists).
+/// `NotFound` unless the queue has the subscription (the default one always exists),
+/// and `IsACursor` for a bare cursor: what reads, leases, moves and removals of
+/// messages ask first.
 fn require_sub(st: &State, queue: &str, sub: &str) -> Result<()> {
+    if st.is_cursor(queue, sub) {
+        return Err(Error::IsACursor(format!("{sub:?} of {queue:?}")));
+    }
+    require_any_sub(st, queue, sub)
+}
+
+/// `NotFound` unless the queue has the subscription, of either kind.
+fn require_any_sub(st: &State, queue: &str, sub: &str) -> Result<()> {
     if sub.is_empty() && st.is_fanout_only(queue) {
         Err(Error::NotFound(format!(
             "default subscription of {queue:?}: it is fan-out only, name a subscription"
@@ -522,7 +532,7 @@ impl Inner {
         validate_queue(queue)?;
         validate_subscription(name)?;
         let mut core = self.core.lock();
-        require_sub(&core.state, queue, name)?;
+        require_any_sub(&core.state, queue, name)?;
         self.commit(&mut core, vec![op])
     }
 

@@ -1,7 +1,7 @@
 //! Queues as things: lifecycle (create, ensure, describe, purge, drop), settings,
 //! subscriptions, and the stats kept as things happen.
 
-use super::{require_sub, Broker, Core};
+use super::{require_any_sub, Broker, Core};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::name::{validate_queue, validate_subscription};
@@ -167,16 +167,18 @@ impl Broker {
 
     /// Moves a subscription so it delivers retained messages from `id` on (its leases
     /// are dropped with it); an id past the end is the end, so every later push is
-    /// delivered. On a log-retention queue this is a cursor move: the subscription is
-    /// seeded from the log alone (O(log n) to find `id`, then one step per message from
-    /// there), its position becomes `id` (clamped to the retained ids) and the seek is
-    /// its last action.
+    /// delivered. On a log-retention queue this is a cursor move and the seek is the
+    /// subscription's last action: a bare cursor ([`Broker::subscribe_cursor`]) only
+    /// takes the new position, whatever the backlog (queue-sample's `ack_message`); a
+    /// consuming subscription is seeded from the log alone (O(log n) to find `id`, then
+    /// one step per message from there). The position is `id` clamped to the retained
+    /// ids.
     pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
         validate_queue(queue)?;
         validate_subscription(name)?;
         let ticket = {
             let mut core = self.inner.core.lock();
-            require_sub(&core.state, queue, name)?;
+            require_any_sub(&core.state, queue, name)?;
             let mut ops = vec![Op::Seek {
                 queue: queue.to_string(),
                 sub: name.to_string(),
@@ -200,12 +202,7 @@ impl Broker {
         validate_queue(queue)?;
         let (ticket, n) = {
             let mut core = self.inner.core.lock();
-            if !core.state.has_queue(queue) {
-                return Err(Error::NotFound(format!("queue {queue:?}")));
-            }
-            if !core.state.is_log(queue) {
-                return Err(Error::NotALog(format!("{queue:?}")));
-            }
+            log_queue(&core.state, queue)?;
             let op = Op::Reset {
                 queue: queue.to_string(),
                 id: id.unwrap_or(0),
@@ -217,6 +214,52 @@ impl Broker {
         Ok(n)
     }
 
+    /// Creates a named subscription of a log-retention queue as a bare cursor: a
+    /// position into the retained log and a last-action time, holding no messages
+    /// (queue-sample's subscribers, Kafka's committed offsets). It is read with
+    /// [`Broker::read_cursor`], which does not move it, and moved with
+    /// [`Broker::seek`], which costs the same for any backlog; [`Broker::reset`] moves
+    /// it too. Takes, leases, peeks and streams on it answer `IsACursor`. Idempotent
+    /// like [`Broker::subscribe`] (`false` when a subscription of that name exists, of
+    /// either kind). `NotFound` for no such queue, `NotALog` for a queue that consumes.
+    pub async fn subscribe_cursor(&self, queue: &str, name: &str, start: StartAt) -> Result<bool> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        let ticket = {
+            let mut core = self.inner.core.lock();
+            log_queue(&core.state, queue)?;
+            if core.state.has_sub(queue, name) {
+                return Ok(false);
+            }
+            let ops = vec![
+                Op::Cursor {
+                    queue: queue.to_string(),
+                    sub: name.to_string(),
+                    start,
+                },
+                touch(queue, name, self.inner.clock.now_ms()),
+            ];
+            self.inner.commit(&mut core, ops)?
+        };
+        self.inner.wait(ticket).await?;
+        Ok(true)
+    }
+
+    /// Reads up to `max` (1 ..= `max_batch`) retained messages from cursor `name`'s
+    /// position on, in id order, without moving it (queue-sample's `get_message`: the
+    /// same messages come back until a seek moves past them). O(log n) to find the
+    /// position. `NotFound` for no such queue or cursor (a consuming subscription of
+    /// that name is read with take or lease instead), `NotALog` for a queue that no
+    /// longer keeps a log.
+    pub async fn read_cursor(&self, queue: &str, name: &str, max: usize) -> Result<LogPage> {
+        validate_queue(queue)?;
+        validate_subscription(name)?;
+        self.log_page(queue, max, |st| {
+            st.cursor_position(queue, name)
+                .ok_or_else(|| Error::NotFound(format!("cursor {name:?} of {queue:?}")))
+        })
+    }
+
     /// Reads up to `max` (1 ..= `max_batch`) messages of a log-retention queue's
     /// retained log with ids from `from` on, in id order, without consuming anything
     /// (messages whose TTL passed are left out). The page's `next` is the id to ask for
@@ -224,25 +267,33 @@ impl Broker {
     /// a queue that consumes, `InvalidArgument` for `max` out of bounds.
     pub async fn read_log(&self, queue: &str, from: u64, max: usize) -> Result<LogPage> {
         validate_queue(queue)?;
+        self.log_page(queue, max, |_| Ok(from))
+    }
+
+    /// A page of up to `max` retained messages of a log queue from the id `from`
+    /// finds, under the same lock.
+    fn log_page(
+        &self,
+        queue: &str,
+        max: usize,
+        from: impl FnOnce(&crate::state::State) -> Result<u64>,
+    ) -> Result<LogPage> {
         let limit = self.inner.config.max_batch;
         if max == 0 || max > limit {
             return Err(Error::InvalidArgument(format!(
                 "max must be 1 ..= {limit} (max_batch), not {max}"
             )));
         }
-        let pinned = {
+        let (pinned, from) = {
             let (core, now) = self.inner.lock_swept(&[queue])?;
-            if !core.state.has_queue(queue) {
-                return Err(Error::NotFound(format!("queue {queue:?}")));
-            }
-            if !core.state.is_log(queue) {
-                return Err(Error::NotALog(format!("{queue:?}")));
-            }
+            log_queue(&core.state, queue)?;
+            let from = from(&core.state)?;
             let metas = core.state.log_from(queue, from, max, now);
-            metas
+            let pinned = metas
                 .iter()
                 .map(|m| (*m, 0, self.inner.storage.pin(m.loc)))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (pinned, from)
         };
         let next = pinned
             .last()
@@ -277,6 +328,17 @@ impl Broker {
         stats.live_consumers = self.live_consumers(&stats.name);
         stats
     }
+}
+
+/// `NotFound` for no such queue, `NotALog` for one that does not keep a log.
+fn log_queue(st: &crate::state::State, queue: &str) -> Result<()> {
+    if !st.has_queue(queue) {
+        return Err(Error::NotFound(format!("queue {queue:?}")));
+    }
+    if !st.is_log(queue) {
+        return Err(Error::NotALog(format!("{queue:?}")));
+    }
+    Ok(())
 }
 
 fn with_waiters(core: &Core, mut stats: QueueStats) -> QueueStats {

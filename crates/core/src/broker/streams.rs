@@ -244,6 +244,9 @@ impl Broker {
         if let Some(why) = self.inner.failure() {
             return Err(Error::Unavailable(why));
         }
+        if self.inner.core.lock().state.is_cursor(queue, &sub) {
+            return Err(Error::IsACursor(format!("{sub:?} of {queue:?}")));
+        }
         let paused = self.live_paused(queue);
         let key = GroupKey {
             queue: queue.to_string(),

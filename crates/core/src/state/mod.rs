@@ -42,7 +42,7 @@ pub use plan::ReadMode;
 pub(crate) use sub::DeliveryId;
 
 use live::Live;
-use queue::Queue;
+use queue::{Cursor, Queue};
 
 /// The part of a body hash a [`Meta`] keeps.
 pub(crate) fn hash32(hash: u64) -> u32 {
@@ -123,6 +123,9 @@ enum Moved {
     Plain,
 }
 
+/// A cursor as a checkpoint's third section lists it: queue, name, cursor.
+type CursorEntry = (String, String, Cursor);
+
 /// Everything the broker holds in memory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
@@ -142,13 +145,22 @@ pub struct State {
 
 impl State {
     /// Decodes a checkpoint and rebuilds what is derived from it. A checkpoint is the
-    /// queues' state followed by the key/value namespace's; one written before keys
-    /// existed ends after the first part and has none.
+    /// queues' state, then the key/value namespace's, then the cursor subscriptions
+    /// (version 5); one written before cursors (version 4) ends after the second part.
     pub(crate) fn from_checkpoint(bytes: &[u8]) -> Result<State, postcard::Error> {
         let (mut st, rest): (State, &[u8]) = postcard::take_from_bytes(bytes)?;
         if !rest.is_empty() {
-            st.kv = postcard::from_bytes(rest)?;
+            let (kv, rest): (kv::Kv, &[u8]) = postcard::take_from_bytes(rest)?;
+            st.kv = kv;
             st.kv.rebuild();
+            if !rest.is_empty() {
+                let cursors: Vec<CursorEntry> = postcard::from_bytes(rest)?;
+                for (queue, name, cursor) in cursors {
+                    if let Some(q) = st.queues.get_mut(&queue) {
+                        q.cursors.insert(name, cursor);
+                    }
+                }
+            }
         }
         let mut live = Live::default();
         st.queues.values_mut().for_each(|q| q.rebuild(&mut live));
@@ -159,7 +171,13 @@ impl State {
     /// Encodes a checkpoint of this state (a [`State::snapshot`]) into `out`.
     pub(crate) fn write_checkpoint(&self, out: impl std::io::Write) -> postcard::Result<()> {
         let out = postcard::to_io(self, out)?;
-        postcard::to_io(&self.kv, out)?;
+        let out = postcard::to_io(&self.kv, out)?;
+        let cursors: Vec<(&String, &String, &Cursor)> = self
+            .queues
+            .iter()
+            .flat_map(|(q, queue)| queue.cursors.iter().map(move |(n, c)| (q, n, c)))
+            .collect();
+        postcard::to_io(&cursors, out)?;
         Ok(())
     }
 
@@ -198,11 +216,25 @@ impl State {
         self.queues.contains_key(name)
     }
 
-    /// Whether the queue has the subscription ("" is the default one).
+    /// Whether the queue has the subscription ("" is the default one), of either
+    /// kind.
     pub fn has_sub(&self, queue: &str, sub: &str) -> bool {
         self.queues
             .get(queue)
-            .is_some_and(|q| q.subs.contains_key(sub))
+            .is_some_and(|q| q.subs.contains_key(sub) || q.cursors.contains_key(sub))
+    }
+
+    /// Whether the queue's subscription `sub` is a bare cursor.
+    pub fn is_cursor(&self, queue: &str, sub: &str) -> bool {
+        self.queues
+            .get(queue)
+            .is_some_and(|q| q.cursors.contains_key(sub))
+    }
+
+    /// Where cursor `sub` of `queue` reads from next (raised past what was trimmed).
+    pub fn cursor_position(&self, queue: &str, sub: &str) -> Option<u64> {
+        let q = self.queues.get(queue)?;
+        q.cursors.get(sub).map(|c| q.cursor_position(c))
     }
 
     /// Applies one op. `loc` is the location of a `Push` record.
@@ -387,8 +419,19 @@ impl State {
                     q.seed(sub, *start, live);
                 }
             }
+            Op::Cursor { queue, sub, start } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if !sub.is_empty() && !q.subs.contains_key(sub) && !q.cursors.contains_key(sub)
+                    {
+                        q.add_cursor(sub, *start);
+                    }
+                }
+            }
             Op::Seek { queue, sub, id } => {
                 if let Some(q) = self.queues.get_mut(queue) {
+                    if q.seek_cursor(sub, *id) {
+                        return;
+                    }
                     if q.subs.contains_key(sub) {
                         q.seed(sub, StartAt::Id(*id), live);
                     }
@@ -400,6 +443,9 @@ impl State {
                     if !sub.is_empty() {
                         if let Some(mut s) = q.subs.remove(sub) {
                             s.clear(live);
+                        }
+                        if q.cursors.remove(sub).is_some() {
+                            return;
                         }
                     }
                     q.release_all_dedup();
@@ -473,8 +519,13 @@ impl State {
                 }
             }
             Op::Touch { queue, sub, at_ms } => {
-                if let Some(s) = self.queues.get_mut(queue).and_then(|q| q.subs.get_mut(sub)) {
+                let Some(q) = self.queues.get_mut(queue) else {
+                    return;
+                };
+                if let Some(s) = q.subs.get_mut(sub) {
                     s.last_active_ms = *at_ms;
+                } else if let Some(c) = q.cursors.get_mut(sub) {
+                    c.last_active_ms = *at_ms;
                 }
             }
             Op::Reset { queue, id } => {
@@ -626,7 +677,8 @@ impl State {
             total_discarded: q.counters.discarded,
             total_deleted: q.counters.deleted,
             next_id: q.next_id,
-            subscriptions: q.subs.keys().filter(|n| !n.is_empty()).count() as u64,
+            subscriptions: (q.subs.keys().filter(|n| !n.is_empty()).count() + q.cursors.len())
+                as u64,
             log_messages: q.log.len() as u64,
             paused: q.settings.paused,
             created_at_ms: q.created_at_ms,
@@ -658,24 +710,33 @@ impl State {
         self.queues.get(queue).is_some_and(|q| q.fanout_only)
     }
 
-    /// Stats of a queue's named subscriptions.
+    /// Stats of a queue's named subscriptions, both kinds, by name.
     pub fn subscriptions(&self, queue: &str) -> Option<Vec<SubscriptionStats>> {
         let q = self.queues.get(queue)?;
-        let cursor = q.is_log();
-        Some(
-            q.subs
-                .iter()
-                .filter(|(n, _)| !n.is_empty())
-                .map(|(n, s)| {
-                    let mut stats = s.stats(Some(n.clone()));
-                    if cursor {
-                        stats.position = Some(s.position);
-                        stats.last_active_ms = Some(s.last_active_ms);
-                    }
-                    stats
-                })
-                .collect(),
-        )
+        let log = q.is_log();
+        let subs = q.subs.iter().filter(|(n, _)| !n.is_empty()).map(|(n, s)| {
+            let mut stats = s.stats(Some(n.clone()));
+            if log {
+                stats.position = Some(s.position);
+                stats.last_active_ms = Some(s.last_active_ms);
+            }
+            stats
+        });
+        let cursors = q.cursors.iter().map(|(n, c)| {
+            let position = q.cursor_position(c);
+            SubscriptionStats {
+                name: Some(n.clone()),
+                ready: q.cursor_backlog(position),
+                in_flight: 0,
+                delayed: 0,
+                position: Some(position),
+                last_active_ms: Some(c.last_active_ms),
+                cursor: true,
+            }
+        });
+        let mut all: Vec<SubscriptionStats> = subs.chain(cursors).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(all)
     }
 
     /// Whether the queue keeps a log (log retention).
@@ -685,7 +746,9 @@ impl State {
 
     /// How many subscriptions the queue has, the default one included.
     pub fn sub_count(&self, queue: &str) -> u64 {
-        self.queues.get(queue).map_or(0, |q| q.subs.len() as u64)
+        self.queues
+            .get(queue)
+            .map_or(0, |q| (q.subs.len() + q.cursors.len()) as u64)
     }
 
     /// Up to `max` messages of the queue's retained log with ids from `from` on, in id
@@ -911,5 +974,74 @@ impl State {
             }
             q.dedup_order.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_queue(st: &mut State, name: &str) {
+        let settings = QueueSettings {
+            retention: Retention {
+                mode: RetentionMode::Log,
+                ..Retention::default()
+            },
+            ..QueueSettings::default()
+        };
+        st.apply(
+            &Op::Settings {
+                queue: name.into(),
+                json: serde_json::to_string(&settings).unwrap(),
+            },
+            None,
+        );
+        st.apply(
+            &Op::Cursor {
+                queue: name.into(),
+                sub: "c".into(),
+                start: StartAt::Latest,
+            },
+            None,
+        );
+        st.apply(
+            &Op::Seek {
+                queue: name.into(),
+                sub: "c".into(),
+                id: 0,
+            },
+            None,
+        );
+    }
+
+    #[test]
+    fn cursors_travel_in_the_checkpoints_third_section_and_a_v4_one_has_none() {
+        let mut st = State::default();
+        log_queue(&mut st, "t");
+        st.apply(
+            &Op::Touch {
+                queue: "t".into(),
+                sub: "c".into(),
+                at_ms: 77,
+            },
+            None,
+        );
+        assert!(st.is_cursor("t", "c"));
+
+        let mut v5 = Vec::new();
+        st.snapshot().write_checkpoint(&mut v5).unwrap();
+        let back = State::from_checkpoint(&v5).unwrap();
+        assert!(back.is_cursor("t", "c"));
+        assert_eq!(back.subscriptions("t"), st.subscriptions("t"));
+        let stats = &back.subscriptions("t").unwrap()[0];
+        assert_eq!((stats.cursor, stats.last_active_ms), (true, Some(77)));
+
+        // Format 4 ended after the key/value section.
+        let snap = st.snapshot();
+        let v4 = postcard::to_stdvec(&snap).unwrap();
+        let v4 = [v4, postcard::to_stdvec(&snap.kv).unwrap()].concat();
+        let old = State::from_checkpoint(&v4).unwrap();
+        assert!(old.has_queue("t"));
+        assert!(!old.has_sub("t", "c"));
     }
 }

@@ -25,6 +25,18 @@ pub(crate) struct Counters {
     pub(crate) deleted: u64,
 }
 
+/// A bare cursor subscription of a log-retention queue: where it reads from next and
+/// when it last acted. It holds no messages, so a push costs it nothing and a seek is
+/// one assignment; reads of it are reads of the queue's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cursor {
+    /// The id it reads from next (a read starts at the oldest retained message when
+    /// this one was trimmed).
+    pub(crate) position: u64,
+    /// When it last acted (seek, creation), ms since the epoch.
+    pub(crate) last_active_ms: u64,
+}
+
 /// A queue: settings, id counter, subscriptions and (for log retention) the log.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Queue {
@@ -61,6 +73,11 @@ pub(crate) struct Queue {
     /// `log` (or was trimmed). Messages pushed before the queue turned to log retention
     /// (ids below) may be held by subscriptions without being in the log.
     pub(crate) log_since: u64,
+    /// Bare cursor subscriptions by name (never the default one; a name is a cursor or
+    /// a subscription, not both). Encoded in their own checkpoint section (see
+    /// [`super::State::from_checkpoint`]).
+    #[serde(skip)]
+    pub(crate) cursors: BTreeMap<String, Cursor>,
 }
 
 impl Queue {
@@ -99,6 +116,7 @@ impl Queue {
             description: self.description.clone(),
             fanout_only: self.fanout_only,
             log_since: self.log_since,
+            cursors: self.cursors.clone(),
         }
     }
 
@@ -210,6 +228,57 @@ impl Queue {
             .min(self.next_id)
     }
 
+    /// The position a subscription starting at `start` gets: the next id for the
+    /// latest, else the id clamped to the retained ones (a start past the end is the
+    /// end, so every later push is seen).
+    fn position_of(&self, start: StartAt) -> u64 {
+        let from = match start {
+            StartAt::Latest => self.next_id,
+            StartAt::Earliest => 0,
+            StartAt::Id(id) => id,
+        };
+        from.max(self.first_retained()).min(self.next_id)
+    }
+
+    /// Creates cursor `name` at `start` (its last action is set by the `Touch` logged
+    /// with it).
+    pub(crate) fn add_cursor(&mut self, name: &str, start: StartAt) {
+        let position = self.position_of(start);
+        self.cursors.insert(
+            name.to_string(),
+            Cursor {
+                position,
+                last_active_ms: 0,
+            },
+        );
+    }
+
+    /// Moves cursor `name` to `id`, as a seek does; O(log n) in the queues and cursors
+    /// held, nothing in the messages. False if there is no such cursor.
+    pub(crate) fn seek_cursor(&mut self, name: &str, id: u64) -> bool {
+        let position = self.position_of(StartAt::Id(id));
+        match self.cursors.get_mut(name) {
+            Some(c) => {
+                c.position = position;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where cursor `c` reads from now: its position, raised past what was trimmed.
+    pub(crate) fn cursor_position(&self, c: &Cursor) -> u64 {
+        c.position.max(self.first_retained()).min(self.next_id)
+    }
+
+    /// Retained messages a cursor at `position` has still to read.
+    pub(crate) fn cursor_backlog(&self, position: u64) -> u64 {
+        if !self.is_log() {
+            return 0;
+        }
+        self.log.count_from_id(position) as u64
+    }
+
     /// (Re)starts subscription `sub` at `start`, with the retained messages from there.
     /// A start past the end is the end: every later push is delivered. The
     /// subscription's last-action time is kept.
@@ -220,10 +289,7 @@ impl Queue {
             StartAt::Id(id) => Some(id),
         };
         let messages = from.map(|id| self.retained_from(id)).unwrap_or_default();
-        let position = from
-            .unwrap_or(self.next_id)
-            .max(self.first_retained())
-            .min(self.next_id);
+        let position = self.position_of(start);
         let s = self.subs.entry(sub.to_string()).or_default();
         let last_active_ms = s.last_active_ms;
         s.clear(live);
@@ -240,6 +306,10 @@ impl Queue {
         let names: Vec<String> = self.subs.keys().cloned().collect();
         for name in names {
             self.seed(&name, StartAt::Id(id), live);
+        }
+        let names: Vec<String> = self.cursors.keys().cloned().collect();
+        for name in names {
+            self.seek_cursor(&name, id);
         }
         self.release_all_dedup();
     }

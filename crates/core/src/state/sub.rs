@@ -470,6 +470,7 @@ impl Sub {
             delayed: self.delayed.len() as u64,
             position: None,
             last_active_ms: None,
+            cursor: false,
         }
     }
 

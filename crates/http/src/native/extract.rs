@@ -198,7 +198,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// Like [`ApiJson`], but an empty (or all-whitespace) body, or JSON `null`, is `None`.
+/// Like [`ApiJson`], but an empty body, or JSON `null`, is `None`.
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -207,14 +207,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(Self(None));
         }
         parse_json(&bytes).map(Self)
     }
 }
 
+/// Decodes a request body, which must be a JSON object: every body the API takes is
+/// one, and serde would otherwise also read a struct from an array of its fields.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_json(
+            "invalid JSON body: expected a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|err| ApiError::invalid_json(format!("invalid JSON body: {err}")))
 }

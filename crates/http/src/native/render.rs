@@ -11,7 +11,7 @@ use godwit_core::{
     BrokerStats, Message, Overflow, QueueSettings, QueueStats, Retention, RetentionMode,
     SubscriptionStats,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A delivered or peeked message.
@@ -300,6 +300,9 @@ pub struct SubscriptionJson {
     /// was created), ms since the epoch (0: not since the queue keeps a log); `null` on
     /// other queues. A reset leaves it as it was.
     pub last_active_ms: Option<u64>,
+    /// `"queue"` (it holds its messages) or `"cursor"` (a bare cursor: `ready` counts
+    /// the retained messages from its position).
+    pub kind: SubscriptionKind,
 }
 
 impl From<SubscriptionStats> for SubscriptionJson {
@@ -311,8 +314,28 @@ impl From<SubscriptionStats> for SubscriptionJson {
             delayed: s.delayed,
             position: s.position,
             last_active_ms: s.last_active_ms,
+            kind: if s.cursor {
+                SubscriptionKind::Cursor
+            } else {
+                SubscriptionKind::Queue
+            },
         }
     }
+}
+
+/// What a subscription is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionKind {
+    /// It holds its own copy of every message to take, lease and ack (competing
+    /// consumers share it).
+    #[default]
+    Queue,
+    /// A bare cursor into a log-retention queue's retained log: a position and
+    /// nothing else. Read it with `GET /v1/queues/{queue}/log?subscription=`, move it
+    /// with seek (the same cost whatever the backlog); takes and leases on it answer 409
+    /// `cursor_subscription`.
+    Cursor,
 }
 
 /// The reply of `GET /v1/queues/{queue}/subscriptions`.

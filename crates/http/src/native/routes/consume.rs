@@ -222,6 +222,7 @@ fn visibility(app: &AppState, ms: Option<u64>) -> Result<Duration, ApiError> {
         (status = 200, description = "The messages (an empty list when none was ready)", body = MessagesReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -245,6 +246,7 @@ pub async fn take(
         (status = 200, description = "The leased messages, each with a receipt", body = MessagesReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -347,6 +349,7 @@ pub async fn extend(
         (status = 200, description = "The messages that would be delivered next", body = MessagesReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -373,6 +376,7 @@ pub async fn peek(
         (status = 200, description = "The moved messages, as they were in the source (an empty list when none was ready)", body = MessagesReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -400,6 +404,7 @@ pub async fn move_messages(
         (status = 200, description = "The messages at those positions, head first (an empty list when none)", body = MessagesReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter, or a range over the max batch", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -432,6 +437,7 @@ pub async fn range(
         (status = 200, description = "The head message with its raised counter (an empty list when none is ready)", body = MessagesReply),
         (status = 400, description = "`invalid_name` or `invalid_query`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -461,6 +467,7 @@ pub async fn soft_get(
         (status = 200, description = "Deleted", body = DeleteReply),
         (status = 400, description = "`invalid_name`, `invalid_argument` or `invalid_query`: a bad name, id or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such queue or subscription, or the message is not in it", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]

@@ -40,6 +40,9 @@ pub struct LogQuery {
     pub from: Option<u64>,
     /// At most this many messages (default 1, at most the broker's max batch).
     pub max: Option<usize>,
+    /// Read from this bare cursor's position instead of `from` (the two exclude each
+    /// other); the cursor does not move.
+    pub subscription: Option<String>,
 }
 
 /// A page of the retained log.
@@ -87,7 +90,9 @@ pub async fn reset(
 }
 
 /// Reads up to `max` messages of a log-retention queue's retained log with ids from
-/// `from` on, without consuming anything; `next` is the `from` of the next page.
+/// `from` on (or from a bare cursor's position), without consuming or moving anything;
+/// `next` is the `from` of the next page (for a cursor, the id to seek it to once the
+/// page is processed).
 #[utoipa::path(
     get,
     path = "/v1/queues/{queue}/log",
@@ -96,7 +101,7 @@ pub async fn reset(
     responses(
         (status = 200, description = "A page of the log, in id order (an empty list when nothing is retained from `from` on)", body = LogReply),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or parameter", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such queue", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue, or no such cursor", body = ErrorBody),
         (status = 409, description = "`not_a_log`: the queue does not keep a log (retention mode `consume`)", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
@@ -106,10 +111,16 @@ pub async fn read_log(
     QueueName(queue): QueueName,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogReply>, ApiError> {
-    let page = app
-        .broker
-        .read_log(&queue, query.from.unwrap_or(0), query.max.unwrap_or(1))
-        .await?;
+    let max = query.max.unwrap_or(1);
+    let page = match (query.subscription, query.from) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_argument(
+                "give either from or subscription, not both",
+            ))
+        }
+        (Some(name), None) => app.broker.read_cursor(&queue, &name, max).await?,
+        (None, from) => app.broker.read_log(&queue, from.unwrap_or(0), max).await?,
+    };
     Ok(Json(LogReply {
         messages: page.messages.into_iter().map(MessageJson::from).collect(),
         next: page.next,

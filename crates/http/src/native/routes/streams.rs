@@ -131,6 +131,7 @@ fn event_name(e: QueueEvent) -> &'static str {
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or option", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]
@@ -256,6 +257,7 @@ pub struct AckFrame {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "`invalid_name`, `invalid_query` or `invalid_argument`: a bad name or option, or not a WebSocket upgrade", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store has failed or the server is stopping", body = ErrorBody),
     )
 )]

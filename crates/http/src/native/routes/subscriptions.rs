@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::native::extract::{ApiJson, OptionalJson, QueueName, SubscriptionName};
-use crate::native::render::{SubscriptionJson, SubscriptionsReply};
+use crate::native::render::{SubscriptionJson, SubscriptionKind, SubscriptionsReply};
 use crate::AppState;
 
 /// Where a new subscription starts: `"latest"`, `"earliest"` or a message id.
@@ -42,12 +42,16 @@ impl TryFrom<StartJson> for StartAt {
     }
 }
 
-/// The body of `PUT …/subscriptions/{name}`; may be empty (starts at latest).
+/// The body of `PUT …/subscriptions/{name}`; may be empty (a `queue` subscription that
+/// starts at latest).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeRequest {
     /// Where the subscription starts (default `"latest"`).
     pub start: Option<StartJson>,
+    /// What it is (default `"queue"`); a `"cursor"` needs an existing log-retention
+    /// queue.
+    pub kind: Option<SubscriptionKind>,
 }
 
 /// The reply of creating a subscription.
@@ -80,7 +84,8 @@ pub struct SeekReply {
     pub id: u64,
 }
 
-/// Creates a named subscription; an existing one is left as it is.
+/// Creates a named subscription (and the queue, for a `queue` subscription); an
+/// existing one of either kind is left as it is.
 #[utoipa::path(
     put,
     path = "/v1/queues/{queue}/subscriptions/{name}",
@@ -94,6 +99,8 @@ pub struct SeekReply {
         (status = 201, description = "Created", body = SubscribeReply),
         (status = 200, description = "It existed already", body = SubscribeReply),
         (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or start", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such queue (a cursor needs one)", body = ErrorBody),
+        (status = 409, description = "`not_a_log` (a cursor on a queue without log retention) or `wrong_type` (the name is a key)", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
@@ -104,11 +111,15 @@ pub async fn subscribe(
     SubscriptionName(name): SubscriptionName,
     OptionalJson(request): OptionalJson<SubscribeRequest>,
 ) -> Result<Response, ApiError> {
-    let start = match request.and_then(|r| r.start) {
+    let (start, kind) = request.map_or((None, None), |r| (r.start, r.kind));
+    let start = match start {
         Some(start) => StartAt::try_from(start)?,
         None => StartAt::Latest,
     };
-    let created = app.broker.subscribe(&queue, &name, start).await?;
+    let created = match kind.unwrap_or_default() {
+        SubscriptionKind::Queue => app.broker.subscribe(&queue, &name, start).await?,
+        SubscriptionKind::Cursor => app.broker.subscribe_cursor(&queue, &name, start).await?,
+    };
     let status = if created {
         StatusCode::CREATED
     } else {

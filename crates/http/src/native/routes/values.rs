@@ -53,6 +53,7 @@ pub struct RemoveReply {
         (status = 200, description = "Whether a message with that body is held", body = ContainsReply),
         (status = 400, description = "`invalid_name` or `invalid_query`: a bad name or parameter", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over the message limit", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
@@ -82,6 +83,7 @@ pub async fn contains(
         (status = 200, description = "How many were removed", body = RemoveReply),
         (status = 400, description = "`invalid_name`, `invalid_json` or `invalid_argument`: a bad name or body", body = ErrorBody),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`cursor_subscription`: the subscription is a bare cursor (read it with `GET …/log?subscription=`)", body = ErrorBody),
         (status = 413, description = "`too_large`: the body is over the request limit", body = ErrorBody),
         (status = 503, description = "`unavailable` or `storage_error`: the store has failed or the server is stopping", body = ErrorBody),
     )
