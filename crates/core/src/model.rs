@@ -311,9 +311,33 @@ pub struct QueueSettings {
     /// Dedup ids are held for as long as their message is queued or in flight (in any
     /// subscription), not for the dedup window.
     pub dedup_until_consumed: bool,
-    /// Live delivery (streams) is stopped; plain reads go on (RestMQ's `/control`
-    /// stop). Unlike `paused`, which stops every read.
-    pub live_paused: bool,
+    /// Live delivery (streams) is stopped (`Some(true)`); plain reads go on (RestMQ's
+    /// `/control` stop). Unlike `paused`, which stops every read. `None`: never set
+    /// (delivering, as `Some(false)`; RestMQ shows a queue without a message and
+    /// without a status as having none).
+    pub live_paused: Option<bool>,
+    /// How the live consumers that follow the queue's policy
+    /// ([`crate::StreamPolicy::FromQueue`]: RestMQ's `/c/` and `/ws/`) share its
+    /// messages; `None`: never set, which delivers as broadcast (RestMQ's `/p/` shows
+    /// `"unknown"`).
+    pub live_policy: Option<LivePolicy>,
+}
+
+/// A queue's live-delivery policy ([`QueueSettings::live_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePolicy {
+    /// Every message to every live consumer.
+    Broadcast,
+    /// Each message to one live consumer, in turn, in connection order.
+    RoundRobin,
+}
+
+impl QueueSettings {
+    /// Whether live delivery is stopped: `live_paused`, or every read `paused`.
+    pub fn live_stopped(&self) -> bool {
+        self.paused || self.live_paused == Some(true)
+    }
 }
 
 impl Default for QueueSettings {
@@ -329,7 +353,8 @@ impl Default for QueueSettings {
             paused: false,
             max_message_bytes: None,
             dedup_until_consumed: false,
-            live_paused: false,
+            live_paused: None,
+            live_policy: None,
         }
     }
 }
@@ -366,6 +391,8 @@ pub struct SettingsPatch {
     pub dedup_until_consumed: Option<bool>,
     /// See [`QueueSettings::live_paused`].
     pub live_paused: Option<bool>,
+    /// See [`QueueSettings::live_policy`].
+    pub live_policy: Option<LivePolicy>,
 }
 
 impl SettingsPatch {
@@ -402,7 +429,10 @@ impl SettingsPatch {
             settings.dedup_until_consumed = v;
         }
         if let Some(v) = self.live_paused {
-            settings.live_paused = v;
+            settings.live_paused = Some(v);
+        }
+        if let Some(v) = self.live_policy {
+            settings.live_policy = Some(v);
         }
     }
 }

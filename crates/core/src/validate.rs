@@ -79,9 +79,6 @@ fn message(config: &BrokerConfig, m: &NewMessage) -> Result<()> {
             duration("delay", delay)?;
         }
         if let Some(ttl) = m.ttl {
-            if ttl.is_zero() {
-                return Err(invalid("ttl must be at least 1 ms"));
-            }
             duration("ttl", ttl)?;
         }
         if m.headers.keys().any(String::is_empty) {

@@ -134,3 +134,48 @@ async fn broadcast_confirms_once_one_consumer_wrote_and_events_reach_every_strea
         "{item:?}"
     );
 }
+
+#[tokio::test]
+async fn consumers_that_follow_the_queue_policy_switch_when_it_changes() {
+    let t = TestBroker::new(1 << 20);
+    let b = &t.broker;
+    b.ensure("q").await.unwrap();
+    let follow = || StreamOptions {
+        policy: StreamPolicy::FromQueue,
+        ..StreamOptions::default()
+    };
+    let mut one = b.connect("q", follow()).unwrap();
+    let mut two = b.connect("q", follow()).unwrap();
+
+    // Never set: broadcast, both get the message.
+    push(b, "q", "m1").await;
+    for s in [&mut one, &mut two] {
+        let o = next_offer(s).await;
+        assert_eq!(bodies(&o), vec!["m1"]);
+        o.written();
+    }
+    settled(b, "q", 0, 1).await;
+
+    // Round-robin from now on, for the consumers already connected: each message to one.
+    let patch = SettingsPatch {
+        live_policy: Some(LivePolicy::RoundRobin),
+        ..SettingsPatch::default()
+    };
+    b.configure("q", patch).await.unwrap();
+    push(b, "q", "m2").await;
+    push(b, "q", "m3").await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let o = tokio::select! {
+            o = next_offer(&mut one) => ("one", o),
+            o = next_offer(&mut two) => ("two", o),
+        };
+        got.push((o.0, bodies(&o.1)));
+        o.1.written();
+    }
+    settled(b, "q", 0, 3).await;
+    let mut seen: Vec<String> = got.iter().flat_map(|(_, b)| b.clone()).collect();
+    seen.sort();
+    assert_eq!(seen, vec!["m2", "m3"], "each once: {got:?}");
+    assert_ne!(got[0].0, got[1].0, "one each: {got:?}");
+}

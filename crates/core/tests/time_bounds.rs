@@ -128,11 +128,29 @@ async fn delay_and_ttl_at_the_bound_are_taken_and_past_it_refused() {
     assert!(is_invalid(
         t.broker.push("q", msg(None, Some(PAST_MAX))).await
     ));
-    assert!(is_invalid(
-        t.broker.push("q", msg(None, Some(Duration::ZERO))).await
-    ));
     let stats = t.broker.stats("q").unwrap();
     assert_eq!((stats.ready, stats.delayed, stats.total_pushed), (1, 1, 2));
+}
+
+#[tokio::test]
+async fn a_zero_ttl_is_acknowledged_and_expired_at_once_never_delivered() {
+    let t = TestBroker::new(1 << 20);
+    let mut m = NewMessage::new("gone");
+    m.ttl = Some(Duration::ZERO);
+    let out = t.broker.push("q", vec![m]).await.unwrap();
+    assert_eq!(out[0].id, 1);
+    t.broker
+        .push("q", vec![NewMessage::new("kept")])
+        .await
+        .unwrap();
+    let got = common::take(&t.broker, "q", 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], b"kept");
+    let stats = t.broker.stats("q").unwrap();
+    assert_eq!(
+        (stats.ready, stats.total_pushed, stats.total_expired),
+        (0, 2, 1)
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@
 //! streams). A dialect's error layer must never rewrite another dialect's replies.
 
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod native;
 pub mod ops;

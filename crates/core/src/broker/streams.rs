@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::{Broker, Delivery, Inner};
 use crate::error::{Error, Result};
-use crate::model::{LeaseOptions, Message, ReadOptions};
+use crate::model::{LeaseOptions, LivePolicy, Message, ReadOptions};
 use crate::name::{validate_queue, validate_subscription};
 use crate::op::Op;
 
@@ -44,6 +44,10 @@ pub enum StreamPolicy {
     Broadcast,
     /// Each message to one consumer, in turn.
     RoundRobin,
+    /// As the queue's `live_policy` setting says, read before each delivery, so a
+    /// change reaches connected consumers at once (broadcast while never set):
+    /// RestMQ's `/p/`.
+    FromQueue,
 }
 
 /// How a stream consumes what it delivers.
@@ -298,9 +302,20 @@ impl Broker {
     }
 
     fn live_paused(&self, queue: &str) -> bool {
-        self.settings(queue)
-            .map(|s| s.live_paused || s.paused)
-            .unwrap_or(false)
+        self.settings(queue).is_ok_and(|s| s.live_stopped())
+    }
+
+    /// The policy a group delivers by now: its own, or the queue's setting.
+    fn effective_policy(&self, key: &GroupKey) -> StreamPolicy {
+        match key.policy {
+            StreamPolicy::FromQueue => {
+                match self.settings(&key.queue).ok().and_then(|s| s.live_policy) {
+                    Some(LivePolicy::RoundRobin) => StreamPolicy::RoundRobin,
+                    Some(LivePolicy::Broadcast) | None => StreamPolicy::Broadcast,
+                }
+            }
+            policy => policy,
+        }
     }
 
     /// One group's pump: reads and offers until the group is empty or the broker stops.
@@ -333,8 +348,9 @@ impl Broker {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
+            let policy = self.effective_policy(&key);
             let delivery = tokio::select! {
-                d = self.pump_read(&key) => d,
+                d = self.pump_read(&key, policy) => d,
                 // A consumer came or went, or the queue paused: look again.
                 _ = group.changed.notified() => continue,
             };
@@ -349,9 +365,9 @@ impl Broker {
             };
             let messages = Arc::new(delivery.messages().to_vec());
             let (report, reports) = mpsc::unbounded_channel();
-            let offered = match key.policy {
-                StreamPolicy::Broadcast => offer_all(&group, &messages, &report),
+            let offered = match policy {
                 StreamPolicy::RoundRobin => offer_one(&group, &messages, &report).await,
+                _ => offer_all(&group, &messages, &report),
             };
             drop(report);
             if offered == 0 {
@@ -366,11 +382,11 @@ impl Broker {
         group.members.lock().clear();
     }
 
-    async fn pump_read(&self, key: &GroupKey) -> Result<Delivery> {
+    async fn pump_read(&self, key: &GroupKey, policy: StreamPolicy) -> Result<Delivery> {
         let read = ReadOptions {
-            max: match key.policy {
-                StreamPolicy::Broadcast => BATCH.min(self.inner.config.max_batch),
+            max: match policy {
                 StreamPolicy::RoundRobin => 1,
+                _ => BATCH.min(self.inner.config.max_batch),
             },
             wait: self.inner.config.max_wait.min(Duration::from_secs(5)),
             subscription: (!key.sub.is_empty()).then(|| key.sub.clone()),
@@ -481,7 +497,12 @@ impl Hub {
         };
         let groups = self.groups.lock();
         let now_paused = event.is_none().then(|| paused(queue));
-        for (_, group) in groups.iter().filter(|(k, _)| &k.queue == queue) {
+        for (key, group) in groups.iter().filter(|(k, _)| &k.queue == queue) {
+            if event.is_none() && key.policy == StreamPolicy::FromQueue {
+                // The policy may have changed: the pump reads it again before its next
+                // delivery instead of finishing a read begun under the old one.
+                group.changed.notify_one();
+            }
             let event = match (event, now_paused) {
                 (Some(e), _) => e,
                 (None, Some(p)) if group.paused.swap(p, Ordering::AcqRel) != p => {
@@ -508,9 +529,8 @@ impl Inner {
             return;
         }
         for op in ops {
-            self.streams.notice(op, |q| {
-                state.settings(q).is_some_and(|s| s.live_paused || s.paused)
-            });
+            self.streams
+                .notice(op, |q| state.settings(q).is_some_and(|s| s.live_stopped()));
         }
     }
 }

@@ -131,8 +131,14 @@ impl State {
             });
             new_bytes = new_bytes.saturating_add(m.body.len() as u64);
             let not_before = now.saturating_add(duration_ms(m.delay));
+            // A zero TTL has expired at once (RestMQ's `ttl` ≤ 0): it is acknowledged
+            // and swept, never delivered.
             let expires = m.ttl.map_or(0, |t| {
-                not_before.saturating_add(duration_ms(Some(t)).max(1))
+                if t.is_zero() {
+                    not_before.max(1)
+                } else {
+                    not_before.saturating_add(duration_ms(Some(t)).max(1))
+                }
             });
             pushes.push(Op::Push(PushRecord {
                 queue: queue.to_string(),

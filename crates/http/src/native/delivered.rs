@@ -89,15 +89,23 @@ pub fn reply(delivery: Delivery) -> Result<Response, ApiError> {
         )
             .into_response());
     }
+    Ok(confirming(
+        Bytes::from(json),
+        HeaderValue::from_static("application/json"),
+        delivery,
+    ))
+}
+
+/// A 200 reply of `bytes` (of `content_type`) that confirms `delivery` once they were
+/// handed to the connection: what every dialect's read that consumes answers with.
+pub(crate) fn confirming(bytes: Bytes, content_type: HeaderValue, delivery: Delivery) -> Response {
     let body = ConfirmingBody {
-        json: Some(Bytes::from(json)),
+        json: Some(bytes),
         delivery: Some(delivery),
         flushed: false,
         confirming: None,
     };
     let mut response = Response::new(Body::new(body));
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
     response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
 }

@@ -141,7 +141,7 @@ impl FromRequest<AppState> for RawBody {
 
 /// Reads a body up to `limit` bytes. A longer one is drained (up to
 /// [`MAX_DRAIN_BYTES`]) and refused with 413.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body::Body as _;
     // A body that arrives in one frame (most do) is kept as it came, not copied.
     let mut first: Option<Bytes> = None;

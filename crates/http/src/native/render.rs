@@ -158,6 +158,28 @@ pub struct SettingsJson {
     pub dedup_until_consumed: bool,
     /// Live delivery (SSE and WebSocket streams) is stopped; plain reads go on.
     pub live_paused: bool,
+    /// How live consumers that follow the queue's policy (RestMQ's `/c/` and `/ws/`)
+    /// share its messages; `null`: never set (broadcast).
+    pub live_policy: Option<LivePolicyJson>,
+}
+
+/// A queue's live-delivery policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePolicyJson {
+    /// Every message to every live consumer.
+    Broadcast,
+    /// Each message to one live consumer, in turn.
+    RoundRobin,
+}
+
+impl From<godwit_core::LivePolicy> for LivePolicyJson {
+    fn from(p: godwit_core::LivePolicy) -> Self {
+        match p {
+            godwit_core::LivePolicy::Broadcast => Self::Broadcast,
+            godwit_core::LivePolicy::RoundRobin => Self::RoundRobin,
+        }
+    }
 }
 
 impl From<QueueSettings> for SettingsJson {
@@ -173,7 +195,8 @@ impl From<QueueSettings> for SettingsJson {
             paused: s.paused,
             max_message_bytes: s.max_message_bytes,
             dedup_until_consumed: s.dedup_until_consumed,
-            live_paused: s.live_paused,
+            live_paused: s.live_paused == Some(true),
+            live_policy: s.live_policy.map(LivePolicyJson::from),
         }
     }
 }

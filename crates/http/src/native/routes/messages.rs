@@ -159,8 +159,20 @@ struct MessageOptions {
 
 impl MessageOptions {
     /// The core's message: blank arguments (an empty dedup id, a zero delay) are absent.
-    fn into_message(self, body: Bytes, headers: BTreeMap<String, String>) -> NewMessage {
-        NewMessage {
+    /// A zero `ttl_ms` is refused here: the core takes a zero TTL (expired at once, for
+    /// RestMQ's `ttl` ≤ 0), the native API documents 1 as its least.
+    fn into_message(
+        self,
+        body: Bytes,
+        headers: BTreeMap<String, String>,
+    ) -> Result<NewMessage, ApiError> {
+        if self.ttl_ms == Some(0) {
+            return Err(ApiError::invalid_argument(format!(
+                "ttl_ms must be 1..={}",
+                crate::MAX_DURATION_MS
+            )));
+        }
+        Ok(NewMessage {
             body,
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             delay: self
@@ -172,7 +184,7 @@ impl MessageOptions {
             headers,
             at_head: self.at_head,
             unique: self.unique,
-        }
+        })
     }
 }
 
@@ -239,7 +251,7 @@ pub async fn push(
         at_head: query.at_head.unwrap_or(false),
         unique: query.unique.unwrap_or(false),
     };
-    let message = options.into_message(body, headers);
+    let message = options.into_message(body, headers)?;
     let pushed = app
         .broker
         .push_with(
@@ -358,7 +370,7 @@ fn batch_message(item: BatchItem) -> Result<NewMessage, ApiError> {
         at_head: item.at_head,
         unique: item.unique,
     };
-    Ok(options.into_message(body, item.headers))
+    options.into_message(body, item.headers)
 }
 
 #[cfg(test)]
@@ -408,12 +420,16 @@ mod tests {
             at_head: false,
             unique: false,
         };
-        let m = opts(None, Some(0), "").into_message(Bytes::from_static(b"x"), BTreeMap::new());
+        let m = opts(None, Some(0), "")
+            .into_message(Bytes::from_static(b"x"), BTreeMap::new())
+            .unwrap();
         assert_eq!(m.priority, DEFAULT_PRIORITY);
         assert_eq!((m.delay, m.dedup_id), (None, None));
         assert_eq!(m.ttl, Some(Duration::from_millis(5)));
         // Out of range here, refused by `godwit_core::validate` (400 over HTTP).
-        let m = opts(Some(10), Some(1), "k").into_message(Bytes::new(), BTreeMap::new());
+        let m = opts(Some(10), Some(1), "k")
+            .into_message(Bytes::new(), BTreeMap::new())
+            .unwrap();
         assert_eq!(m.priority, 10);
     }
 }

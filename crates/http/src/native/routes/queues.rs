@@ -44,6 +44,9 @@ pub struct SettingsPatchDoc {
     dedup_until_consumed: Option<bool>,
     /// Stop (true) or resume live delivery to streams; plain reads go on.
     live_paused: Option<bool>,
+    /// `"broadcast"` or `"round_robin"`: how live consumers that follow the queue's
+    /// policy share its messages.
+    live_policy: Option<crate::native::render::LivePolicyJson>,
 }
 
 /// The reply of purge.

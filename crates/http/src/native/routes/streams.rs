@@ -6,10 +6,6 @@
 //! it written; the WebSocket writes and flushes the frame, then reports it. A consumer
 //! that goes away first leaves its messages to the others or to the queue.
 
-use std::convert::Infallible;
-use std::future::Future as _;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -17,15 +13,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream as FuturesStream;
 use godwit_core::{
-    Offer, QueueEvent, Receipt, Stream, StreamItem, StreamMode, StreamOptions, StreamPolicy,
+    QueueEvent, Receipt, Stream, StreamItem, StreamMode, StreamOptions, StreamPolicy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
+use crate::live::{LiveBody, Render};
 use crate::native::extract::{ApiQuery, QueueName};
 use crate::native::render::MessageJson;
 use crate::AppState;
@@ -54,6 +50,9 @@ pub enum PolicyJson {
     Broadcast,
     /// Each message to one consumer, in turn.
     RoundRobin,
+    /// As the queue's `live_policy` setting says, now and after every change of it
+    /// (broadcast while it is not set).
+    Queue,
 }
 
 /// Options of a stream, in the query string.
@@ -65,7 +64,8 @@ pub struct StreamQuery {
     pub subscription: Option<String>,
     /// `take` (default) or `lease`.
     pub mode: Option<ModeJson>,
-    /// `broadcast` (default) or `round_robin`.
+    /// `broadcast` (default), `round_robin`, or `queue` (follow the queue's
+    /// `live_policy` setting).
     pub policy: Option<PolicyJson>,
     /// The lease's visibility in lease mode (default 30000).
     pub visibility_ms: Option<u64>,
@@ -103,6 +103,7 @@ fn options(
         policy: match q.policy.unwrap_or_default() {
             PolicyJson::Broadcast => StreamPolicy::Broadcast,
             PolicyJson::RoundRobin => StreamPolicy::RoundRobin,
+            PolicyJson::Queue => StreamPolicy::FromQueue,
         },
         after_id,
     })
@@ -153,87 +154,29 @@ pub async fn events(
         ),
     };
     let stream = app.broker.connect(&queue, options(&app, q, after_id)?)?;
-    let body = SseBody {
-        stream: Some(stream),
-        state: SseState::Next,
-        pending: Vec::new(),
-    };
-    Ok(Sse::new(body)
+    Ok(Sse::new(LiveBody::new(stream, NativeSse))
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
         .into_response())
 }
 
-enum SseState {
-    /// Waiting for the next item.
-    Next,
-    /// The offer's events are yielded: hand the turn back once, so hyper flushes them.
-    Flushing(Offer),
-    /// The turn came back: report the offer written.
-    Report(Offer),
-}
+/// The native SSE rendering: `message` events with the message as JSON, queue events
+/// by name (`dropped` ends the stream).
+struct NativeSse;
 
-/// The SSE body: the hub's items as events, each offer reported written only after
-/// hyper was given the chance to flush it.
-struct SseBody {
-    stream: Option<Stream>,
-    state: SseState,
-    /// Events of the current offer still to yield, last first.
-    pending: Vec<Event>,
-}
+impl Render for NativeSse {
+    type Frame = Event;
 
-fn message_event(m: &godwit_core::Message) -> Event {
-    let json = serde_json::to_string(&MessageJson::from(m.clone())).unwrap_or_default();
-    Event::default()
-        .id(m.id.to_string())
-        .event("message")
-        .data(json)
-}
+    fn message(&self, m: &godwit_core::Message) -> Event {
+        let json = serde_json::to_string(&MessageJson::from(m.clone())).unwrap_or_default();
+        Event::default()
+            .id(m.id.to_string())
+            .event("message")
+            .data(json)
+    }
 
-impl FuturesStream for SseBody {
-    type Item = Result<Event, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(event) = this.pending.pop() {
-                return Poll::Ready(Some(Ok(event)));
-            }
-            match std::mem::replace(&mut this.state, SseState::Next) {
-                SseState::Flushing(offer) => {
-                    this.state = SseState::Report(offer);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                SseState::Report(offer) => offer.written(),
-                SseState::Next => {}
-            }
-            let Some(stream) = this.stream.as_mut() else {
-                return Poll::Ready(None);
-            };
-            // The hub's receive is cancel-safe: a future dropped while pending loses
-            // nothing.
-            let item = match Box::pin(stream.next()).as_mut().poll(cx) {
-                Poll::Ready(item) => item,
-                Poll::Pending => return Poll::Pending,
-            };
-            match item {
-                None => {
-                    this.stream = None;
-                    return Poll::Ready(None);
-                }
-                Some(StreamItem::Event(e)) => {
-                    if e == QueueEvent::Dropped {
-                        this.stream = None;
-                    }
-                    let event = Event::default().event(event_name(e)).data("{}");
-                    return Poll::Ready(Some(Ok(event)));
-                }
-                Some(StreamItem::Offer(offer)) => {
-                    this.pending = offer.messages().iter().rev().map(message_event).collect();
-                    this.state = SseState::Flushing(offer);
-                }
-            }
-        }
+    fn event(&self, e: QueueEvent) -> (Option<Event>, bool) {
+        let event = Event::default().event(event_name(e)).data("{}");
+        (Some(event), e == QueueEvent::Dropped)
     }
 }
 
