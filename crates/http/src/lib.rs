@@ -18,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod native;
 pub mod ops;
+pub mod restmq;
 mod route;
 
 use std::sync::Arc;
