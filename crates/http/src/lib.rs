@@ -19,6 +19,7 @@ pub mod live;
 pub mod metrics;
 pub mod native;
 pub mod ops;
+pub mod restmq;
 mod route;
 
 use std::sync::Arc;
