@@ -134,6 +134,14 @@ pub struct ServeArgs {
     /// bytes (suffixes allowed) [default: twice --segment-bytes].
     #[arg(long, env = "GODWIT_MIN_FREE_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
     pub min_free_bytes: Option<u64>,
+    /// RestMQ's ACL file (INI: `[rest:producer]`, `[rest:consumer]`, `[comet:consumer]`,
+    /// `[websocket:consumer]`), re-checked every 60 s [default: none, everyone allowed].
+    #[arg(long, env = "GODWIT_RESTMQ_ACL", value_name = "FILE")]
+    pub restmq_acl: Option<PathBuf>,
+    /// Take RestMQ clients' addresses (for the ACL) from `X-Real-Ip` /
+    /// `X-Forwarded-For`, behind a proxy [default: false, the TCP peer].
+    #[arg(long, env = "GODWIT_RESTMQ_TRUST_PROXY")]
+    pub restmq_trust_proxy: bool,
 }
 
 /// A listener setting: an address, or off.
@@ -256,6 +264,10 @@ pub struct FileConfig {
     pub idle_timeout_ms: Option<u64>,
     /// See `--min-free-bytes`.
     pub min_free_bytes: Option<FileBytes>,
+    /// See `--restmq-acl`.
+    pub restmq_acl: Option<PathBuf>,
+    /// See `--restmq-trust-proxy`.
+    pub restmq_trust_proxy: Option<bool>,
 }
 
 impl FileConfig {
@@ -304,6 +316,10 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// Free-space watermark; `None` is the store's default (twice `segment_bytes`).
     pub min_free_bytes: Option<u64>,
+    /// RestMQ's ACL file, if any.
+    pub restmq_acl: Option<PathBuf>,
+    /// Trust `X-Real-Ip` / `X-Forwarded-For` for RestMQ's ACL.
+    pub restmq_trust_proxy: bool,
 }
 
 impl ServeConfig {
@@ -422,6 +438,8 @@ impl ServeConfig {
                 ),
                 (None, None) => None,
             },
+            restmq_acl: args.restmq_acl.or(file.restmq_acl),
+            restmq_trust_proxy: args.restmq_trust_proxy || file.restmq_trust_proxy.unwrap_or(false),
         })
     }
 }

@@ -91,7 +91,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Listen::On(addr) => {
             let mut options = HttpOptions::new(&broker_config, metrics);
             options.max_batch_body_bytes = config.max_batch_bytes;
-            let router = godwit_http::router(broker.clone(), options);
+            options.restmq = godwit_http::restmq::RestmqOptions {
+                acl_file: config.restmq_acl.clone(),
+                trust_proxy: config.restmq_trust_proxy,
+            };
+            let router = godwit_http::router(broker.clone(), options)
+                .context("reading the RestMQ ACL file")?;
             let face = HttpFace::new(
                 router,
                 HttpTimeouts {

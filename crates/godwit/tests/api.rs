@@ -967,10 +967,19 @@ async fn malformed_json_is_400_with_a_json_error() {
 #[tokio::test]
 async fn unknown_route_is_404_and_wrong_method_405_both_json() {
     let s = TestServer::start(&[]).await;
-    for path in ["/nope", "/v1/queues/q/bogus", "/v2/queues"] {
+    for path in ["/v1/nope", "/v1/queues/q/bogus", "/v1"] {
         let r = s.get(path).await;
         r.assert_error(404, "not_found");
         assert!(r.content_type.starts_with("application/json"), "{r:?}");
+    }
+    // Outside /v1 the root is RestMQ's: its 404 page.
+    for path in ["/nope", "/v2/queues", "/q"] {
+        let r = s.get(path).await;
+        assert_eq!(r.status, 404, "{path}: {r:?}");
+        assert_eq!(
+            r.text,
+            "<html><title>404: Not Found</title><body>404: Not Found</body></html>"
+        );
     }
     for (method, path) in [
         (reqwest::Method::GET, "/v1/queues/q/messages"),

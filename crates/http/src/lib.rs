@@ -50,6 +50,8 @@ pub struct HttpOptions {
     pub default_visibility: Duration,
     /// Renders the process's metrics for `GET /metrics`.
     pub metrics: PrometheusHandle,
+    /// The RestMQ dialect's settings.
+    pub restmq: restmq::RestmqOptions,
 }
 
 impl HttpOptions {
@@ -62,6 +64,7 @@ impl HttpOptions {
             max_batch_body_bytes: DEFAULT_BATCH_BODY_BYTES.max(max_body_bytes),
             default_visibility: Duration::from_secs(30),
             metrics,
+            restmq: restmq::RestmqOptions::default(),
         }
     }
 }
@@ -91,16 +94,24 @@ pub struct App {
     pub(crate) gauges: metrics::QueueGauges,
     /// The native OpenAPI document, with the configured limits filled in.
     pub(crate) openapi: bytes::Bytes,
+    /// The RestMQ dialect's shared state.
+    pub(crate) restmq: restmq::Restmq,
 }
 
 impl AppState {
     /// A state over `broker` with `opts` and the rendered OpenAPI document.
-    pub(crate) fn new(broker: Broker, opts: HttpOptions, openapi: bytes::Bytes) -> Self {
+    pub(crate) fn new(
+        broker: Broker,
+        opts: HttpOptions,
+        openapi: bytes::Bytes,
+        restmq: restmq::Restmq,
+    ) -> Self {
         AppState(Arc::new(App {
             broker,
             opts,
             gauges: metrics::QueueGauges::default(),
             openapi,
+            restmq,
         }))
     }
 }
@@ -114,15 +125,32 @@ impl std::ops::Deref for AppState {
 }
 
 /// The whole HTTP face: the operations routes and every dialect's router, merged, with
-/// request metrics around all of them. A path no dialect serves answers the native
-/// JSON 404 (no dialect owns the root yet).
-pub fn router(broker: Broker, opts: HttpOptions) -> Router {
+/// request metrics around all of them. RestMQ owns the root: a path no dialect serves
+/// answers RestMQ's 404 page, except under `/v1/`, where it is the native JSON 404.
+/// Fails when the RestMQ ACL file does not parse.
+pub fn router(broker: Broker, opts: HttpOptions) -> Result<Router, restmq::acl::AclError> {
     let openapi = native::openapi::json(broker.config()).into();
-    let state = AppState::new(broker, opts, openapi);
-    Router::new()
+    let restmq = restmq::Restmq::new(&opts.restmq)?;
+    let state = AppState::new(broker, opts, openapi, restmq);
+    Ok(Router::new()
         .merge(ops::router())
         .merge(native::router(&state))
-        .fallback(native::fallback::not_found)
+        .merge(restmq::router())
+        .fallback(not_found)
         .layer(metrics::TrackRequestsLayer::default())
-        .with_state(state)
+        .with_state(state))
+}
+
+/// The 404 of a path no route serves: the native JSON error under `/v1`, RestMQ's page
+/// elsewhere.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        native::fallback::not_found(method, uri)
+            .await
+            .into_response()
+    } else {
+        restmq::not_found().await
+    }
 }

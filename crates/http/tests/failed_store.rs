@@ -24,7 +24,8 @@ struct Served {
 impl Served {
     async fn start(broker: Broker) -> Served {
         let handle = PrometheusBuilder::new().build_recorder().handle();
-        let router = godwit_http::router(broker.clone(), HttpOptions::new(broker.config(), handle));
+        let router =
+            godwit_http::router(broker.clone(), HttpOptions::new(broker.config(), handle)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

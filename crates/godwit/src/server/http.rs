@@ -82,6 +82,7 @@ impl Face for HttpFace {
             idle: conn.idle_timeout,
         };
         let service = HttpService {
+            peer: conn.peer,
             router: self.router.clone(),
             activity: activity.clone(),
             body_timeout: self.timeouts.body,
@@ -165,6 +166,8 @@ fn body_timed_out(timeout: Duration) -> axum::response::Response {
 /// in-flight mark around each request.
 #[derive(Clone)]
 struct HttpService {
+    /// The client's address, given to handlers as axum's `ConnectInfo`.
+    peer: std::net::SocketAddr,
     router: Router,
     activity: Arc<SharedActivity>,
     body_timeout: Duration,
@@ -181,7 +184,10 @@ impl hyper::service::Service<Request<Incoming>> for HttpService {
         let in_flight = self.activity.request();
         let timeout = self.body_timeout;
         let (stalled_tx, mut stalled) = oneshot::channel();
-        let request = request.map(|body| StallTimeout::new(body, timeout, stalled_tx));
+        let mut request = request.map(|body| StallTimeout::new(body, timeout, stalled_tx));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let handled = self.router.clone().oneshot(request);
         Box::pin(async move {
             // A stalled body wins even if the handler is still busy or made its own

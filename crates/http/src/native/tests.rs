@@ -32,7 +32,7 @@ fn app_with(config: BrokerConfig) -> TestApp {
     let broker = Broker::open(Arc::new(store), Arc::new(SystemClock), config.clone()).unwrap();
     let handle = PrometheusBuilder::new().build_recorder().handle();
     TestApp {
-        router: crate::router(broker, HttpOptions::new(&config, handle)),
+        router: crate::router(broker, HttpOptions::new(&config, handle)).unwrap(),
         _dir: dir,
     }
 }
@@ -100,10 +100,11 @@ async fn push_take_round_trip() {
     assert_eq!(v["messages"][0]["priority"], 7);
 }
 
+/// (Outside `/v1` an unknown path is RestMQ's 404 page: `crates/godwit/tests/restmq.rs`.)
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let app = app();
-    let (status, v) = app.call(Method::GET, "/nope", Body::empty()).await;
+    let (status, v) = app.call(Method::GET, "/v1/nope", Body::empty()).await;
     assert_eq!((status, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, v) = app
         .call(Method::GET, "/v1/queues/jobs/messages", Body::empty())
@@ -238,7 +239,7 @@ async fn metrics_label_requests_by_route_template() {
     let store = LogStore::open(opts).unwrap();
     let config = BrokerConfig::default();
     let broker = Broker::open(Arc::new(store), Arc::new(SystemClock), config.clone()).unwrap();
-    let router = crate::router(broker, HttpOptions::new(&config, handle.clone()));
+    let router = crate::router(broker, HttpOptions::new(&config, handle.clone())).unwrap();
     let _guard = metrics::set_default_local_recorder(&recorder);
     let req = Request::post("/v1/queues/jobs/messages")
         .body(Body::from("x"))
@@ -284,6 +285,7 @@ fn state(dir: &tempfile::TempDir) -> AppState {
         broker,
         HttpOptions::new(&config, handle),
         openapi::json(&config).into(),
+        crate::restmq::Restmq::new(&Default::default()).unwrap(),
     )
 }
 

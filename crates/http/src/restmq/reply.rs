@@ -50,11 +50,16 @@ pub fn valid_callback(name: &str) -> bool {
 /// The RestMQ writer: `text⏎`, or with a callback `cb(text);⏎`, HTML type, 200.
 /// The caller checks the callback with [`valid_callback`] first.
 pub fn write(text: &str, callback: Option<&str>) -> Response {
-    let body = match callback {
+    text_response(StatusCode::OK, HTML, written_text(text, callback))
+}
+
+/// The writer's bytes without the response: `text⏎` or `cb(text);⏎` (what a reply
+/// confirmed after writing, and each Comet line, carry).
+pub fn written_text(text: &str, callback: Option<&str>) -> String {
+    match callback {
         Some(cb) => format!("{cb}({text});\r\n"),
         None => format!("{text}\r\n"),
-    };
-    text_response(StatusCode::OK, HTML, body)
+    }
 }
 
 /// `cb(text)` without `;` or CRLF (the `/stats/` JSONP form), or `text` unchanged
