@@ -158,9 +158,18 @@ pub async fn events(
         state: SseState::Next,
         pending: Vec::new(),
     };
-    Ok(Sse::new(body)
+    Ok(sse_response(body))
+}
+
+/// An event stream as a reply: `text/event-stream` with a heartbeat comment every
+/// [`HEARTBEAT`] while idle. Every SSE route of the native API answers through it.
+pub(crate) fn sse_response<S>(events: S) -> Response
+where
+    S: FuturesStream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .into_response())
+        .into_response()
 }
 
 enum SseState {
