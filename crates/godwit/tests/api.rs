@@ -1218,3 +1218,85 @@ async fn concurrent_consumers_never_share_a_message() {
         (Some(0), Some(0))
     );
 }
+
+/// Reads `stats` events from an open `GET /v1/stats/events` reply until `done` accepts
+/// one's data (bounded by `WAIT`); returns that data.
+async fn next_stats_event(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if !event.lines().any(|l| l == "event: stats") {
+                continue;
+            }
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let data: Value = serde_json::from_str(&data).expect("stats data is JSON");
+            if done(&data) {
+                return data;
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("a stats event in time")
+            .expect("read the stream")
+            .expect("the stream goes on");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// What a dashboard sees from the stats stream: the totals and every queue with its
+/// live-delivery setting, at once and again as they change.
+#[tokio::test]
+async fn the_stats_stream_reports_totals_and_queues_as_they_change() {
+    let s = TestServer::start(&[]).await;
+    s.push("watched", "a").await;
+    let paused = s
+        .put_json("/v1/queues/watched", &json!({"live_paused": true}))
+        .await;
+    assert_eq!(paused.status, 200, "{paused:?}");
+
+    let mut resp = s
+        .client
+        .get(s.url("/v1/stats/events?interval_ms=100"))
+        .send()
+        .await
+        .expect("open the stats stream");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let first = next_stats_event(&mut resp, &mut buf, |_| true).await;
+    assert!(first["at_ms"].as_u64().is_some_and(|t| t > 0), "{first}");
+    assert_eq!(first["totals"], s.get("/v1/stats").await.json, "{first}");
+    let queues = first["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 1, "{first}");
+    assert_eq!(queues[0]["name"], "watched");
+    assert_eq!(queues[0]["ready"], 1);
+    assert_eq!(queues[0]["total_pushed"], 1);
+    assert_eq!(queues[0]["live_paused"], true);
+
+    s.push("watched", "b").await;
+    s.take("watched", 1).await;
+    let later = next_stats_event(&mut resp, &mut buf, |d| {
+        d["totals"]["total_consumed"] == json!(1)
+    })
+    .await;
+    assert_eq!(later["totals"]["total_pushed"], 2, "{later}");
+    assert_eq!(later["queues"][0]["ready"], 1, "{later}");
+    drop(resp);
+
+    for query in ["interval_ms=99", "interval_ms=60001", "interval_ms=0"] {
+        s.get(&format!("/v1/stats/events?{query}"))
+            .await
+            .assert_error(400, "invalid_argument");
+    }
+    s.get("/v1/stats/events?every=1")
+        .await
+        .assert_error(400, "invalid_query");
+}

@@ -7,6 +7,8 @@
 //!   any non-JSON error reply into that shape) wraps `/v1` routes only.
 //! - [`ops`]: operations routes shared by every dialect: `/healthz` and `/metrics`.
 //! - [`metrics`]: request counting (one middleware around every route) and queue gauges.
+//! - [`ui`]: the live web dashboard at `/ui` and RestMQ's `/static/` pages, embedded in
+//!   the binary; the page calls the native API from the browser.
 //!
 //! The other dialects go beside `native/`, each a module with its own router, extractors,
 //! renderers and error layer, merged in [`router`]: `restmq/` (RestMQ's `/q` and `/c`
@@ -21,6 +23,7 @@ pub mod native;
 pub mod ops;
 pub mod restmq;
 mod route;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +139,7 @@ pub fn router(broker: Broker, opts: HttpOptions) -> Result<Router, restmq::acl::
         .merge(ops::router())
         .merge(native::router(&state))
         .merge(restmq::router())
+        .merge(ui::router())
         .fallback(not_found)
         .layer(metrics::TrackRequestsLayer::default())
         .with_state(state))

@@ -19,7 +19,9 @@ use super::render::{
     MessageJson, MessagesReply, OverflowJson, QueueJson, QueuesReply, RetentionJson, SettingsJson,
     StatsJson, SubscriptionJson, SubscriptionsReply, TotalsJson,
 };
-use super::routes::{consume, cursors, kv, messages, queues, streams, subscriptions, values};
+use super::routes::{
+    consume, cursors, kv, messages, queues, stats, streams, subscriptions, values,
+};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
@@ -67,6 +69,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         subscriptions::list,
         streams::events,
         streams::ws,
+        stats::events,
         kv::scan,
         kv::get_many,
         kv::flush,
@@ -123,6 +126,8 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         streams::ModeJson,
         streams::PolicyJson,
         streams::AckFrame,
+        stats::LiveQueueJson,
+        stats::StatsEventJson,
         kv::KvValueJson,
         kv::PutReply,
         kv::IncrRequest,
@@ -143,7 +148,7 @@ use crate::{ops, AppState, MAX_DURATION_MS};
         (name = "values", description = "Membership and removal by body (the value index)"),
         (name = "queues", description = "Queues and their settings"),
         (name = "subscriptions", description = "Named subscriptions for fan-out, and cursors over a log-retention queue"),
-        (name = "streams", description = "Live delivery: Server-Sent Events and WebSocket"),
+        (name = "streams", description = "Live delivery: Server-Sent Events and WebSocket, and the live stats stream"),
         (name = "kv", description = "The key/value namespace (keys and queues share one namespace)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
@@ -198,6 +203,10 @@ fn limits(config: &BrokerConfig) -> Vec<(&'static str, Limit)> {
         ("key", Limit::Name),
         ("limit", Limit::Range(1, max_batch as u64)),
         ("MultiGetRequest.keys", Limit::Items(1, max_batch)),
+        (
+            "interval_ms",
+            Limit::Range(stats::MIN_INTERVAL_MS, stats::MAX_INTERVAL_MS),
+        ),
     ]
 }
 

@@ -5,6 +5,7 @@ pub mod cursors;
 pub mod kv;
 pub mod messages;
 pub mod queues;
+pub mod stats;
 pub mod streams;
 pub mod subscriptions;
 pub mod values;
@@ -24,6 +25,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Route> {
         Route::get("/v1/openapi.json", openapi::document),
         Route::get("/v1/queues", queues::list),
         Route::get("/v1/stats", queues::totals),
+        Route::get("/v1/stats/events", stats::events),
         Route::put("/v1/queues/{queue}", queues::configure),
         Route::get("/v1/queues/{queue}", queues::show),
         Route::post("/v1/queues/{queue}", queues::create),

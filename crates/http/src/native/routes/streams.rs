@@ -154,9 +154,18 @@ pub async fn events(
         ),
     };
     let stream = app.broker.connect(&queue, options(&app, q, after_id)?)?;
-    Ok(Sse::new(LiveBody::new(stream, NativeSse))
+    Ok(sse_response(LiveBody::new(stream, NativeSse)))
+}
+
+/// An event stream as a reply: `text/event-stream` with a heartbeat comment every
+/// [`HEARTBEAT`] while idle. Every SSE route of the native API answers through it.
+pub(crate) fn sse_response<S>(events: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<Event, std::convert::Infallible>> + Send + 'static,
+{
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .into_response())
+        .into_response()
 }
 
 /// The native SSE rendering: `message` events with the message as JSON, queue events
