@@ -50,6 +50,17 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Longest connection timeout accepted: 24 hours, in milliseconds.
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Most `--worker-threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+/// Default of `--worker-threads`: the cores this process may run on (as the standard
+/// library counts them, affinity and cgroup quota included), at most
+/// [`MAX_WORKER_THREADS`]; what `#[tokio::main]` used before the option existed.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_WORKER_THREADS)
+}
 
 /// Godwit: a message broker in one binary.
 #[derive(Debug, Parser)]
@@ -142,6 +153,10 @@ pub struct ServeArgs {
     /// `X-Forwarded-For`, behind a proxy [default: false, the TCP peer].
     #[arg(long, env = "GODWIT_RESTMQ_TRUST_PROXY")]
     pub restmq_trust_proxy: bool,
+    /// Threads of the async runtime that serves connections (the log's sync thread
+    /// comes on top) [default: the number of cores, at most 256].
+    #[arg(long, env = "GODWIT_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
 }
 
 /// A listener setting: an address, or off.
@@ -268,6 +283,8 @@ pub struct FileConfig {
     pub restmq_acl: Option<PathBuf>,
     /// See `--restmq-trust-proxy`.
     pub restmq_trust_proxy: Option<bool>,
+    /// See `--worker-threads`.
+    pub worker_threads: Option<usize>,
 }
 
 impl FileConfig {
@@ -320,6 +337,8 @@ pub struct ServeConfig {
     pub restmq_acl: Option<PathBuf>,
     /// Trust `X-Real-Ip` / `X-Forwarded-For` for RestMQ's ACL.
     pub restmq_trust_proxy: bool,
+    /// Worker threads of the async runtime.
+    pub worker_threads: usize,
 }
 
 impl ServeConfig {
@@ -440,6 +459,12 @@ impl ServeConfig {
             },
             restmq_acl: args.restmq_acl.or(file.restmq_acl),
             restmq_trust_proxy: args.restmq_trust_proxy || file.restmq_trust_proxy.unwrap_or(false),
+            worker_threads: in_range(
+                "worker_threads",
+                args.worker_threads.or(file.worker_threads),
+                default_worker_threads(),
+                MAX_WORKER_THREADS,
+            )?,
         })
     }
 }
@@ -500,6 +525,7 @@ mod tests {
         "GODWIT_BODY_TIMEOUT_MS",
         "GODWIT_IDLE_TIMEOUT_MS",
         "GODWIT_MIN_FREE_BYTES",
+        "GODWIT_WORKER_THREADS",
     ];
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -548,6 +574,38 @@ mod tests {
         assert_eq!(cfg.header_timeout, Duration::from_secs(10));
         assert_eq!(cfg.body_timeout, Duration::from_secs(30));
         assert_eq!(cfg.idle_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.worker_threads, default_worker_threads());
+    }
+
+    #[test]
+    fn worker_threads_come_from_flag_env_or_file_within_bounds() {
+        let merged = |argv: &[&str], vars: &[(&str, &str)], toml: &str| {
+            with_env(vars, || ServeConfig::merge(serve_args(argv), file(toml)))
+        };
+        let threads = |argv: &[&str], vars: &[(&str, &str)], toml: &str| {
+            merged(argv, vars, toml).unwrap().worker_threads
+        };
+        let env = [("GODWIT_WORKER_THREADS", "3")];
+        assert_eq!(
+            threads(&["--worker-threads", "2"], &env, "worker_threads = 4"),
+            2
+        );
+        assert_eq!(threads(&[], &env, "worker_threads = 4"), 3);
+        assert_eq!(threads(&[], &[], "worker_threads = 4"), 4);
+        assert_eq!(threads(&["--worker-threads", "1"], &[], ""), 1);
+        assert_eq!(threads(&["--worker-threads", "256"], &[], ""), 256);
+        for (argv, toml) in [
+            (&["--worker-threads", "0"][..], ""),
+            (&["--worker-threads", "257"][..], ""),
+            (&[][..], "worker_threads = 0"),
+        ] {
+            let err = merged(argv, &[], toml).unwrap_err().to_string();
+            assert!(
+                err.contains("worker_threads must be between 1 and 256"),
+                "{argv:?} {toml:?}: {err}"
+            );
+        }
+        assert!(default_worker_threads() >= 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod server;
 
 use std::io::IsTerminal as _;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -16,14 +17,28 @@ use crate::config::{Cli, Command, ServeConfig};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve(args) => serve::run(ServeConfig::resolve(args)?).await,
-        Command::Bench(args) => godwit_bench::run(args).await,
+        Command::Serve(args) => {
+            // Resolved before the runtime exists: the runtime's size is one of its settings.
+            let config = ServeConfig::resolve(args)?;
+            runtime(Some(config.worker_threads))?.block_on(serve::run(config))
+        }
+        Command::Bench(args) => runtime(None)?.block_on(godwit_bench::run(args)),
     }
+}
+
+/// The multi-threaded tokio runtime, with `worker_threads` threads (`None`: tokio's
+/// default, one per core).
+fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.build().context("starting the async runtime")
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

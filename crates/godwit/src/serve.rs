@@ -40,6 +40,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         fsync = ?config.fsync,
         max_message_bytes = config.max_message_bytes,
+        worker_threads = config.worker_threads,
         "starting godwit {}",
         env!("CARGO_PKG_VERSION")
     );
