@@ -6,8 +6,11 @@
 //! buffered to the socket before it asks for the next frame), then calls
 //! [`godwit_core::Offer::written`]. A connection that closes first drops the body, and
 //! the offer goes to another consumer or back to the queue.
+//!
+//! A stream the hub ends (a consumer that fell too far behind, or the server stopping)
+//! ends the body with an error, so the connection is aborted and the client can tell it
+//! was cut off; a stream the dialect ends on a queue event (a purge) ends cleanly.
 
-use std::convert::Infallible;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,6 +29,12 @@ pub trait Render: Unpin {
     /// What a queue event writes (if anything) and whether the stream ends after it.
     fn event(&self, e: QueueEvent) -> (Option<Self::Frame>, bool);
 }
+
+/// Why a live body broke off: the hub ended the stream (the consumer fell too far
+/// behind, or the server is stopping).
+#[derive(Debug, thiserror::Error)]
+#[error("the live stream was cut off (too far behind, or the server is stopping)")]
+pub struct CutOff;
 
 enum State {
     /// Waiting for the next item.
@@ -61,7 +70,7 @@ impl<R: Render> FuturesStream for LiveBody<R>
 where
     R::Frame: Unpin,
 {
-    type Item = Result<R::Frame, Infallible>;
+    type Item = Result<R::Frame, CutOff>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -90,7 +99,7 @@ where
             match item {
                 None => {
                     this.stream = None;
-                    return Poll::Ready(None);
+                    return Poll::Ready(Some(Err(CutOff)));
                 }
                 Some(StreamItem::Event(e)) => {
                     let (frame, end) = this.render.event(e);

@@ -125,7 +125,16 @@ impl Broker {
         let op = Op::Purge {
             queue: queue.to_string(),
         };
-        let (ticket, n) = self.inner.commit_on_queue(queue, op)?;
+        let (ticket, n) = match self.inner.commit_on_queue(queue, op.clone()) {
+            Ok(done) => done,
+            Err(e @ Error::NotFound(_)) => {
+                // Live consumers may wait on a queue that does not exist yet: a purge
+                // still ends their streams (RestMQ's `DELETE /q` finishes every one).
+                self.inner.streams.notice(&op, |_| false);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.inner.wait(ticket).await?;
         Ok(n)
     }

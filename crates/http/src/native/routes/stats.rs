@@ -124,7 +124,7 @@ pub async fn events(
     let body = stream::unfold((app, ticks), |(app, mut ticks)| async move {
         ticks.tick().await;
         let event = stats_event(&app);
-        Some((Ok(event), (app, ticks)))
+        Some((Ok::<_, std::convert::Infallible>(event), (app, ticks)))
     });
     Ok(sse_response(body))
 }

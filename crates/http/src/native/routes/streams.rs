@@ -159,9 +159,10 @@ pub async fn events(
 
 /// An event stream as a reply: `text/event-stream` with a heartbeat comment every
 /// [`HEARTBEAT`] while idle. Every SSE route of the native API answers through it.
-pub(crate) fn sse_response<S>(events: S) -> Response
+pub(crate) fn sse_response<S, E>(events: S) -> Response
 where
-    S: futures_util::Stream<Item = Result<Event, std::convert::Infallible>> + Send + 'static,
+    S: futures_util::Stream<Item = Result<Event, E>> + Send + 'static,
+    E: Into<axum::BoxError>,
 {
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
