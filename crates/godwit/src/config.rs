@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// `X-Forwarded-For`, behind a proxy [default: false, the TCP peer].
     #[arg(long, env = "GODWIT_RESTMQ_TRUST_PROXY")]
     pub restmq_trust_proxy: bool,
+    /// Serve RestMQ's collectd handlers (`POST /collectd/data`, `/collectd/event`)
+    /// [default: false].
+    #[arg(long, env = "GODWIT_RESTMQ_COLLECTD")]
+    pub restmq_collectd: bool,
     /// Threads of the async runtime that serves connections (the log's sync thread
     /// comes on top) [default: the number of cores, at most 256].
     #[arg(long, env = "GODWIT_WORKER_THREADS", value_name = "N")]
@@ -283,6 +287,8 @@ pub struct FileConfig {
     pub restmq_acl: Option<PathBuf>,
     /// See `--restmq-trust-proxy`.
     pub restmq_trust_proxy: Option<bool>,
+    /// See `--restmq-collectd`.
+    pub restmq_collectd: Option<bool>,
     /// See `--worker-threads`.
     pub worker_threads: Option<usize>,
 }
@@ -337,6 +343,8 @@ pub struct ServeConfig {
     pub restmq_acl: Option<PathBuf>,
     /// Trust `X-Real-Ip` / `X-Forwarded-For` for RestMQ's ACL.
     pub restmq_trust_proxy: bool,
+    /// Serve RestMQ's collectd handlers.
+    pub restmq_collectd: bool,
     /// Worker threads of the async runtime.
     pub worker_threads: usize,
 }
@@ -459,6 +467,7 @@ impl ServeConfig {
             },
             restmq_acl: args.restmq_acl.or(file.restmq_acl),
             restmq_trust_proxy: args.restmq_trust_proxy || file.restmq_trust_proxy.unwrap_or(false),
+            restmq_collectd: args.restmq_collectd || file.restmq_collectd.unwrap_or(false),
             worker_threads: in_range(
                 "worker_threads",
                 args.worker_threads.or(file.worker_threads),

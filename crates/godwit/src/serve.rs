@@ -95,6 +95,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             options.restmq = godwit_http::restmq::RestmqOptions {
                 acl_file: config.restmq_acl.clone(),
                 trust_proxy: config.restmq_trust_proxy,
+                collectd: config.restmq_collectd,
             };
             let router = godwit_http::router(broker.clone(), options)
                 .context("reading the RestMQ ACL file")?;

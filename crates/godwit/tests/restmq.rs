@@ -786,3 +786,64 @@ fn urlencode(text: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn collectd_handlers_are_off_by_default_and_store_collectd_text_as_json_when_on() {
+    let off = TestServer::start(&[]).await;
+    let c = Client::new(&off);
+    assert_seen(&c.post("/collectd/data", "x").await, 404, HTML, PAGE_404);
+    // favicon and robots are static paths: 404 without a file, 405 for other methods.
+    assert_seen(&c.get("/favicon.ico").await, 404, HTML, PAGE_404);
+    assert_seen(&c.post("/robots.txt", "").await, 405, HTML, PAGE_405);
+
+    let s = TestServer::start(&["--restmq-collectd"]).await;
+    let c = Client::new(&s);
+    let text = |path: &str, content_type: &str, body: &str| {
+        c.http
+            .post(format!("{}{path}", c.base))
+            .header(CONTENT_TYPE, content_type.to_string())
+            .body(body.to_string())
+    };
+    let data = "PUTVAL web1/cpu-0/cpu-idle interval=10 N:98.5\nSeverity: OKAY\n";
+    let stored = c.send(text("/collectd/data", "text/plain", data)).await;
+    assert_seen(&stored, 200, HTML, "collectd_data:1\r\n");
+    let event = "Severity: FAILURE\nHost: web1\n\nDisk </dev/sda> is full\n";
+    let stored = c
+        .send(text("/collectd/event?callback=cb", "text/plain", event))
+        .await;
+    assert_seen(&stored, 200, HTML, "cb(collectd_event:1);\r\n");
+    let stored = c
+        .send(text("/collectd/data", "application/json", "{\"raw\": 1}"))
+        .await;
+    assert_seen(&stored, 200, HTML, "collectd_data:2\r\n");
+    // Refused: another content type, a line that does not parse, another name.
+    let refused = c.send(text("/collectd/data", "text/csv", data)).await;
+    assert_eq!(refused.status, 415, "{refused:?}");
+    let refused = c
+        .send(text("/collectd/data", "text/plain", "PUTVAL a/b 1 2"))
+        .await;
+    assert_seen(&refused, 400, HTML, PAGE_400);
+    let refused = c.send(text("/collectd/other", "text/plain", data)).await;
+    assert_seen(&refused, 400, HTML, PAGE_400);
+    // What was stored, read back as RestMQ messages (the JSON text is the value).
+    let got = c.get("/q/collectd_data").await;
+    let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    let records: serde_json::Value = serde_json::from_str(v["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        records,
+        serde_json::json!([
+            {"host": "web1", "type_instance": "cpu-idle", "plugin_instance": "cpu-0",
+             "value": "N:98.5", "interval": "10"},
+            {"severity": "OKAY"}
+        ])
+    );
+    // Stored as plain `json.dumps` text (no `<\/` rewrite): the native peek shows the
+    // body as it is.
+    let peeked = s.get("/v1/queues/collectd_event/peek").await;
+    assert_eq!(
+        peeked.json["messages"][0]["body"],
+        "[{\"severity\": \"FAILURE\"}, {\"host\": \"web1\"}, \
+         {\"event_text\": \"Disk </dev/sda> is full\"}]",
+        "{peeked:?}"
+    );
+}

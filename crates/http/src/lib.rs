@@ -134,11 +134,12 @@ impl std::ops::Deref for AppState {
 pub fn router(broker: Broker, opts: HttpOptions) -> Result<Router, restmq::acl::AclError> {
     let openapi = native::openapi::json(broker.config()).into();
     let restmq = restmq::Restmq::new(&opts.restmq)?;
+    let collectd = opts.restmq.collectd;
     let state = AppState::new(broker, opts, openapi, restmq);
     Ok(Router::new()
         .merge(ops::router())
         .merge(native::router(&state))
-        .merge(restmq::router())
+        .merge(restmq::router(collectd))
         .merge(ui::router())
         .fallback(not_found)
         .layer(metrics::TrackRequestsLayer::default())

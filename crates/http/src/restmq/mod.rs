@@ -14,6 +14,7 @@ pub mod args;
 pub mod pyjson;
 pub mod reply;
 
+mod collectd;
 mod command;
 mod control;
 mod jobs;
@@ -45,6 +46,8 @@ pub struct RestmqOptions {
     pub acl_file: Option<PathBuf>,
     /// Take the client's address from `X-Real-Ip` / `X-Forwarded-For` (behind a proxy).
     pub trust_proxy: bool,
+    /// Serve the optional collectd handlers (`POST /collectd/data`, `/collectd/event`).
+    pub collectd: bool,
 }
 
 /// What the dialect's routes share.
@@ -86,12 +89,13 @@ where
         .fallback(method_not_allowed)
 }
 
-/// RestMQ's routes at the root. Patterns need their trailing slash (`/q` alone is the
-/// 404 page, from the main router's fallback).
-pub fn router() -> Router<AppState> {
+/// RestMQ's routes at the root (and the collectd handlers, when `collectd`). Patterns
+/// need their trailing slash (`/q` alone is the 404 page, from the main router's
+/// fallback); `/favicon.ico` and `/robots.txt` are static paths without a file.
+pub fn router(collectd: bool) -> Router<AppState> {
     let get_post = MethodFilter::GET.or(MethodFilter::POST);
     let q = || only(get_post.or(MethodFilter::DELETE), q::route);
-    Router::new()
+    let router = Router::new()
         .route("/", only(get_post, root::route))
         .route("/q/", q())
         .route("/q/{*queue}", q())
@@ -109,7 +113,22 @@ pub fn router() -> Router<AppState> {
         .route("/sse/", only(MethodFilter::GET, live::sse))
         .route("/sse/{*queue}", only(MethodFilter::GET, live::sse))
         .route("/ws/", only(MethodFilter::GET, live::websocket))
-        .route("/ws/{*queue}", only(MethodFilter::GET, live::websocket))
+        .route("/ws/{*queue}", only(MethodFilter::GET, live::websocket));
+    let router = ["/favicon.ico", "/robots.txt"]
+        .into_iter()
+        .fold(router, |r, path| {
+            r.route(path, only(MethodFilter::GET, not_found))
+        });
+    if collectd {
+        router
+            .route("/collectd/", only(MethodFilter::POST, collectd::route))
+            .route(
+                "/collectd/{*name}",
+                only(MethodFilter::POST, collectd::route),
+            )
+    } else {
+        router
+    }
 }
 
 /// RestMQ's 404 page: what a path no face serves answers.
