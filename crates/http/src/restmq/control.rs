@@ -7,10 +7,9 @@ use axum::http::Method;
 use axum::response::Response;
 use godwit_core::{QueueSettings, SettingsPatch};
 
-use super::acl::Category;
 use super::pyjson::{dumps, PyValue};
 use super::reply::{raw, write, JSON};
-use super::request::{checked, core_error};
+use super::request::{checked_rest, core_error};
 use crate::AppState;
 
 /// What the `redis` field of `/stats/` and `/control/` holds: a description of the
@@ -49,17 +48,11 @@ fn queue_status(queue: &str, s: Option<u8>) -> PyValue {
 
 /// `/control/` and `/control/<queue>`, GET and POST.
 pub(crate) async fn route(State(app): State<AppState>, req: Request) -> Response {
-    let method = req.method().clone();
-    let category = if method == Method::POST {
-        Category::RestProducer
-    } else {
-        Category::RestConsumer
-    };
-    let ctx = match checked(&app, req, Some(category), "/control/").await {
+    let ctx = match checked_rest(&app, req, "/control/").await {
         Ok(ctx) => ctx,
         Err(refused) => return refused,
     };
-    if method == Method::GET {
+    if ctx.method == Method::GET {
         let reply = if ctx.name.is_empty() {
             let queues: Vec<(String, PyValue)> = app
                 .broker

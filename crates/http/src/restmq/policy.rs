@@ -7,25 +7,18 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use godwit_core::{LivePolicy, SettingsPatch};
 
-use super::acl::Category;
 use super::pyjson::{dumps, PyValue};
 use super::reply::{error_page, write};
-use super::request::{checked, core_error};
+use super::request::{checked_rest, core_error};
 use crate::AppState;
 
 /// `/p/<queue>`, GET and POST.
 pub(crate) async fn route(State(app): State<AppState>, req: Request) -> Response {
-    let method = req.method().clone();
-    let category = if method == Method::POST {
-        Category::RestProducer
-    } else {
-        Category::RestConsumer
-    };
-    let ctx = match checked(&app, req, Some(category), "/p/").await {
+    let ctx = match checked_rest(&app, req, "/p/").await {
         Ok(ctx) => ctx,
         Err(refused) => return refused,
     };
-    if method == Method::GET {
+    if ctx.method == Method::GET {
         let value = match app
             .broker
             .settings(&ctx.name)

@@ -9,24 +9,18 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use godwit_core::{NewMessage, ReadOptions, MAX_DURATION_MS};
 
-use super::acl::Category;
 use super::pyjson::{convert, dumps, PyValue};
 use super::reply::{error_page, no_content, write, written_text, HTML};
-use super::request::{checked, core_error, key, text, Ctx};
+use super::request::{checked_rest, core_error, key, text, Ctx};
 use crate::AppState;
 
 /// `/q/` and `/q/<queue>`, every method.
 pub(crate) async fn route(State(app): State<AppState>, req: Request) -> Response {
-    let category = match *req.method() {
-        Method::GET => Category::RestConsumer,
-        _ => Category::RestProducer,
-    };
-    let method = req.method().clone();
-    let ctx = match checked(&app, req, Some(category), "/q/").await {
+    let ctx = match checked_rest(&app, req, "/q/").await {
         Ok(ctx) => ctx,
         Err(refused) => return refused,
     };
-    match method {
+    match ctx.method.clone() {
         Method::GET if ctx.name.is_empty() => list(&app),
         Method::GET => pop(&app, &ctx.name, ctx.callback.as_deref(), no_content).await,
         Method::POST => {

@@ -97,6 +97,21 @@ pub(crate) async fn checked(
     })
 }
 
+/// [`checked`] for a REST route: a `GET` is a consumer, any other method a producer
+/// (RestMQ's `[rest:consumer]` and `[rest:producer]`).
+pub(crate) async fn checked_rest(
+    app: &AppState,
+    req: Request,
+    prefix: &str,
+) -> Result<Ctx, Response> {
+    let category = if req.method() == Method::GET {
+        Category::RestConsumer
+    } else {
+        Category::RestProducer
+    };
+    checked(app, req, Some(category), prefix).await
+}
+
 /// The page for a core error: 400 for a bad name or argument, 413 for a value over
 /// the limit, 503 for a store that failed or is full, 500 otherwise.
 pub(crate) fn core_error(e: &godwit_core::Error) -> Response {

@@ -6,26 +6,19 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::acl::Category;
 use super::q::{add, pop};
 use super::reply::error_page;
-use super::request::checked;
+use super::request::checked_rest;
 use crate::AppState;
 
 /// `/`, GET and POST.
 pub(crate) async fn route(State(app): State<AppState>, req: Request) -> Response {
-    let method = req.method().clone();
-    let category = if method == Method::POST {
-        Category::RestProducer
-    } else {
-        Category::RestConsumer
-    };
-    let ctx = match checked(&app, req, Some(category), "/").await {
+    let ctx = match checked_rest(&app, req, "/").await {
         Ok(ctx) => ctx,
         Err(refused) => return refused,
     };
     let queue = ctx.args.get("queue").map(str::to_string);
-    match (method, queue) {
+    match (ctx.method.clone(), queue) {
         (Method::GET, None) => redirect("/static/index.html"),
         (Method::GET, Some(queue)) => {
             pop(&app, &queue, ctx.callback.as_deref(), || {
