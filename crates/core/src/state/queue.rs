@@ -253,8 +253,8 @@ impl Queue {
         );
     }
 
-    /// Moves cursor `name` to `id`, as a seek does; O(log n) in the queues and cursors
-    /// held, nothing in the messages. False if there is no such cursor.
+    /// Moves cursor `name` to `id`, as a seek does: a map lookup and an assignment,
+    /// whatever the backlog. False if there is no such cursor.
     pub(crate) fn seek_cursor(&mut self, name: &str, id: u64) -> bool {
         let position = self.position_of(StartAt::Id(id));
         match self.cursors.get_mut(name) {
@@ -268,7 +268,7 @@ impl Queue {
 
     /// Where cursor `c` reads from now: its position, raised past what was trimmed.
     pub(crate) fn cursor_position(&self, c: &Cursor) -> u64 {
-        c.position.max(self.first_retained()).min(self.next_id)
+        self.position_of(StartAt::Id(c.position))
     }
 
     /// Retained messages a cursor at `position` has still to read.
@@ -307,10 +307,8 @@ impl Queue {
         for name in names {
             self.seed(&name, StartAt::Id(id), live);
         }
-        let names: Vec<String> = self.cursors.keys().cloned().collect();
-        for name in names {
-            self.seek_cursor(&name, id);
-        }
+        let position = self.position_of(StartAt::Id(id));
+        self.cursors.values_mut().for_each(|c| c.position = position);
         self.release_all_dedup();
     }
 
