@@ -14,9 +14,30 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 
 use futures_util::Stream as FuturesStream;
 use godwit_core::{Message, Offer, QueueEvent, Stream, StreamItem};
+
+/// How often an idle stream sends a heartbeat (an SSE comment, a WebSocket ping), so
+/// proxies keep it open.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// An event stream as a reply: `text/event-stream` with a heartbeat comment every
+/// [`HEARTBEAT`] while idle. Every SSE route (native, RestMQ, the stats stream)
+/// answers through it.
+pub fn sse_response<S, E>(events: S) -> Response
+where
+    S: FuturesStream<Item = Result<Event, E>> + Send + 'static,
+    E: Into<axum::BoxError>,
+{
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
+        .into_response()
+}
 
 /// How a dialect writes a live stream.
 pub trait Render: Unpin {

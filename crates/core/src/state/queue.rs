@@ -308,7 +308,9 @@ impl Queue {
             self.seed(&name, StartAt::Id(id), live);
         }
         let position = self.position_of(StartAt::Id(id));
-        self.cursors.values_mut().for_each(|c| c.position = position);
+        self.cursors
+            .values_mut()
+            .for_each(|c| c.position = position);
         self.release_all_dedup();
     }
 

@@ -6,14 +6,12 @@
 //! written to one of them. `DELETE /q/<queue>` ends them: Comet with a `null` line,
 //! WebSocket with a `null` frame and a close (1000), SSE with a `purged` event.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event;
+use axum::response::Response;
 use bytes::Bytes;
 use godwit_core::{Message, QueueEvent, Stream, StreamItem, StreamOptions, StreamPolicy};
 
@@ -21,12 +19,11 @@ use super::acl::Category;
 use super::pyjson::{dumps, PyValue};
 use super::reply::{error_page, written_text};
 use super::request::{checked, core_error, key, peer, text};
-use crate::live::{LiveBody, Render};
+use crate::live::{sse_response, LiveBody, Render, HEARTBEAT};
 use crate::AppState;
 
-/// How often an idle SSE or WebSocket stream sends a heartbeat (a comment, a ping).
-/// Comet sends none: every byte of its body is a message line to RestMQ's clients.
-const HEARTBEAT: Duration = Duration::from_secs(15);
+// Comet sends no heartbeat: every byte of its body is a message line to RestMQ's
+// clients. SSE and WebSocket send one every `HEARTBEAT`.
 
 /// A live consumer of the queue's default subscription, by the queue's policy.
 #[allow(clippy::result_large_err)] // the error is the reply, made once per request
@@ -126,9 +123,7 @@ pub(crate) async fn sse(State(app): State<AppState>, req: Request) -> Response {
         Err(refused) => return refused,
     };
     let render = SseEvents { queue: ctx.name };
-    Sse::new(LiveBody::new(stream, render))
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .into_response()
+    sse_response(LiveBody::new(stream, render))
 }
 
 /// `/ws/<queue>`: the WebSocket consumer. RFC 6455 (version 13) only: another version

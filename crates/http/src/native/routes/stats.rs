@@ -14,9 +14,9 @@ use tokio::time::MissedTickBehavior;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
+use crate::live::sse_response;
 use crate::native::extract::ApiQuery;
 use crate::native::render::{StatsJson, TotalsJson};
-use crate::native::routes::streams::sse_response;
 use crate::AppState;
 
 /// The shortest interval a client may ask for, in milliseconds.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event;
+use axum::response::Response;
 use godwit_core::{
     QueueEvent, Receipt, Stream, StreamItem, StreamMode, StreamOptions, StreamPolicy,
 };
@@ -21,14 +21,10 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::live::{LiveBody, Render};
+use crate::live::{sse_response, LiveBody, Render, HEARTBEAT};
 use crate::native::extract::{ApiQuery, QueueName};
 use crate::native::render::MessageJson;
 use crate::AppState;
-
-/// How often an idle stream sends a heartbeat (an SSE comment, a WebSocket ping), so
-/// proxies keep it open.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// How a stream consumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
@@ -155,18 +151,6 @@ pub async fn events(
     };
     let stream = app.broker.connect(&queue, options(&app, q, after_id)?)?;
     Ok(sse_response(LiveBody::new(stream, NativeSse)))
-}
-
-/// An event stream as a reply: `text/event-stream` with a heartbeat comment every
-/// [`HEARTBEAT`] while idle. Every SSE route of the native API answers through it.
-pub(crate) fn sse_response<S, E>(events: S) -> Response
-where
-    S: futures_util::Stream<Item = Result<Event, E>> + Send + 'static,
-    E: Into<axum::BoxError>,
-{
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .into_response()
 }
 
 /// The native SSE rendering: `message` events with the message as JSON, queue events
