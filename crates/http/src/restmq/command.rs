@@ -5,7 +5,7 @@
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
-use godwit_core::{NewMessage, ReadOptions};
+use godwit_core::NewMessage;
 use serde_json::value::RawValue;
 
 /// A command object, each field's JSON text kept (Python's type names need the text:
@@ -15,7 +15,7 @@ type Command = std::collections::HashMap<String, Box<RawValue>>;
 use super::acl::Category;
 use super::pyjson::{convert, dumps, PyValue};
 use super::reply::{error_page, raw, HTML, JSON};
-use super::request::{checked, key, text, Ctx};
+use super::request::{checked, key, take_one, text, Ctx};
 use super::root::redirect;
 use crate::AppState;
 
@@ -153,18 +153,12 @@ async fn take(app: &AppState, command: &Command) -> Response {
         Ok(q) => q,
         Err(e) => return raw(JSON, dumps(&e)),
     };
-    let opts = ReadOptions {
-        max: 1,
-        ..ReadOptions::default()
-    };
-    let delivery = match app.broker.take(&queue, opts).await {
-        Ok(d) => d,
-        Err(godwit_core::Error::NotFound(_)) => return raw(JSON, dumps(&error("empty queue"))),
+    let delivery = match take_one(app, &queue).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return raw(JSON, dumps(&error("empty queue"))),
         Err(e) => return raw(JSON, dumps(&error(&e.to_string()))),
     };
-    let Some(m) = delivery.messages().first() else {
-        return raw(JSON, dumps(&error("empty queue")));
-    };
+    let m = &delivery.messages()[0];
     let reply = PyValue::Dict(vec![
         ("queue".into(), PyValue::Str(queue.clone())),
         ("value".into(), convert(&text(&m.body))),

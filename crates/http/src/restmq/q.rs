@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use godwit_core::{NewMessage, ReadOptions, MAX_DURATION_MS};
+use godwit_core::{NewMessage, MAX_DURATION_MS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::pyjson::{convert, dumps, PyValue};
 use super::reply::{error_page, no_content, write, written_text, HTML};
-use super::request::{checked_rest, core_error, key, text, Ctx};
+use super::request::{checked_rest, core_error, key, take_one, text, Ctx};
 use crate::AppState;
 
 /// `/q/` and `/q/<queue>`, every method.
@@ -81,18 +82,12 @@ pub(crate) async fn pop(
     callback: Option<&str>,
     empty: fn() -> Response,
 ) -> Response {
-    let opts = ReadOptions {
-        max: 1,
-        ..ReadOptions::default()
-    };
-    let delivery = match app.broker.take(queue, opts).await {
-        Ok(d) => d,
-        Err(godwit_core::Error::NotFound(_)) => return empty(),
+    let delivery = match take_one(app, queue).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return empty(),
         Err(e) => return core_error(&e),
     };
-    let Some(m) = delivery.messages().first() else {
-        return empty();
-    };
+    let m = &delivery.messages()[0];
     let reply = PyValue::Dict(vec![
         ("count".into(), PyValue::Int("0".into())),
         ("key".into(), PyValue::Str(key(queue, m.id))),
@@ -146,17 +141,30 @@ pub(crate) fn escape_html(s: &str) -> String {
     out
 }
 
+/// What a queue name keeps unencoded in a link: path characters that RestMQ's path
+/// decoding gives back as they are (`+` is not one: it decodes as a space).
+const PATH_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'/');
+
 /// A queue name as a path segment that RestMQ's path decoding gives back.
 fn percent_encode_path(name: &str) -> String {
-    let mut out = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*,;=/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, PATH_SAFE).to_string()
 }
 
 #[cfg(test)]
@@ -185,5 +193,6 @@ mod tests {
     fn html_is_escaped_once() {
         assert_eq!(escape_html("a&b<c>"), "a&amp;b&lt;c&gt;");
         assert_eq!(percent_encode_path("a b+c"), "a%20b%2Bc");
+        assert_eq!(percent_encode_path("x/y:1;é"), "x/y:1;%C3%A9");
     }
 }

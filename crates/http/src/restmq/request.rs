@@ -129,6 +129,24 @@ pub(crate) fn core_error(e: &godwit_core::Error) -> Response {
     })
 }
 
+/// Takes the oldest message of `queue` for a hard GET or a JSON `take` (confirmed once
+/// the reply is written): `None` when there is none, the queue unknown included.
+pub(crate) async fn take_one(
+    app: &AppState,
+    queue: &str,
+) -> godwit_core::Result<Option<godwit_core::Delivery>> {
+    let opts = godwit_core::ReadOptions {
+        max: 1,
+        ..godwit_core::ReadOptions::default()
+    };
+    match app.broker.take(queue, opts).await {
+        Ok(d) if d.is_empty() => Ok(None),
+        Ok(d) => Ok(Some(d)),
+        Err(godwit_core::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `<queue>:<id>`, RestMQ's message key.
 pub(crate) fn key(queue: &str, id: u64) -> String {
     format!("{queue}:{id}")
