@@ -10,11 +10,14 @@
 //! - [`ui`]: the live web dashboard at `/ui` and RestMQ's `/static/` pages, embedded in
 //!   the binary; the page calls the native API from the browser.
 //!
-//! The other dialects go beside `native/`, each a module with its own router, extractors,
-//! renderers and error layer, merged in [`router`]: `restmq/` (RestMQ's `/q` and `/c`
-//! routes, with its exact-byte JSON and HTML error pages), `httpmq/` (httpmq's
-//! `/?name=…&opt=…`), `queue_service/`, `queue_sample/`, and `live/` (live delivery
-//! streams). A dialect's error layer must never rewrite another dialect's replies.
+//! - [`restmq`]: RestMQ's dialect at the root (its routes, Comet/WebSocket/SSE
+//!   consumers, exact-byte JSON and HTML error pages, the ACL file).
+//! - [`live`]: the streaming bodies and SSE reply every dialect's live streams share.
+//!
+//! The next dialects go beside these, each a module with its own router, extractors,
+//! renderers and error layer, merged in [`router`]: `httpmq/` (httpmq's
+//! `/?name=…&opt=…`), `queue_service/`, `queue_sample/`. A dialect's error layer must
+//! never rewrite another dialect's replies.
 
 pub mod error;
 pub mod live;
