@@ -7,7 +7,7 @@
 //! core queue and its key `<queue>:<n>` message id n; hard GET and JSON `take` are a
 //! take (confirmed once written), JSON `get` the soft get, `del` a delete by id,
 //! `DELETE /q` a purge, `/p/` the queue's `live_policy`, `/control/` its `live_paused`,
-//! and the live consumers ([`live`]) streams of the hub that follow both.
+//! and the live consumers (`live.rs`) streams of the hub that follow both.
 
 pub mod acl;
 pub mod args;
