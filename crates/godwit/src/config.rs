@@ -50,6 +50,8 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Longest connection timeout accepted: 24 hours, in milliseconds.
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Default of `--queue-service-wait-ms`.
+pub const DEFAULT_QUEUE_SERVICE_WAIT_MS: u64 = 30_000;
 /// Most `--worker-threads` accepted.
 pub const MAX_WORKER_THREADS: usize = 256;
 
@@ -161,6 +163,22 @@ pub struct ServeArgs {
     /// comes on top) [default: the number of cores, at most 256].
     #[arg(long, env = "GODWIT_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// A listener serving the httpmq dialect at its root (it is always under
+    /// `/httpmq/` on the main listener), or `off` [default: off].
+    #[arg(long, env = "GODWIT_HTTPMQ_LISTEN", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub httpmq_listen: Option<Listen>,
+    /// A listener serving the queue_service dialect at its root (it is always under
+    /// `/queue-service/` on the main listener), or `off` [default: off].
+    #[arg(long, env = "GODWIT_QUEUE_SERVICE_LISTEN", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub queue_service_listen: Option<Listen>,
+    /// A listener serving the queue-sample dialect at its root (it is always under
+    /// `/queue-sample/` on the main listener), or `off` [default: off].
+    #[arg(long, env = "GODWIT_QUEUE_SAMPLE_LISTEN", value_name = "ADDR", value_parser = Listen::from_str)]
+    pub queue_sample_listen: Option<Listen>,
+    /// Longest time queue_service's `GET /messages` waits for a message before it
+    /// answers 204, in milliseconds [default: 30000, at most 86400000].
+    #[arg(long, env = "GODWIT_QUEUE_SERVICE_WAIT_MS", value_name = "MS")]
+    pub queue_service_wait_ms: Option<u64>,
 }
 
 /// A listener setting: an address, or off.
@@ -291,6 +309,14 @@ pub struct FileConfig {
     pub restmq_collectd: Option<bool>,
     /// See `--worker-threads`.
     pub worker_threads: Option<usize>,
+    /// See `--httpmq-listen`.
+    pub httpmq_listen: Option<String>,
+    /// See `--queue-service-listen`.
+    pub queue_service_listen: Option<String>,
+    /// See `--queue-sample-listen`.
+    pub queue_sample_listen: Option<String>,
+    /// See `--queue-service-wait-ms`.
+    pub queue_service_wait_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -347,6 +373,14 @@ pub struct ServeConfig {
     pub restmq_collectd: bool,
     /// Worker threads of the async runtime.
     pub worker_threads: usize,
+    /// The httpmq dialect's own listener.
+    pub httpmq_listen: Listen,
+    /// The queue_service dialect's own listener.
+    pub queue_service_listen: Listen,
+    /// The queue-sample dialect's own listener.
+    pub queue_sample_listen: Listen,
+    /// Longest wait of queue_service's `GET /messages`.
+    pub queue_service_wait: Duration,
 }
 
 impl ServeConfig {
@@ -474,6 +508,29 @@ impl ServeConfig {
                 default_worker_threads(),
                 MAX_WORKER_THREADS,
             )?,
+            httpmq_listen: listen(
+                args.httpmq_listen,
+                "httpmq_listen",
+                file.httpmq_listen,
+                "off",
+            )?,
+            queue_service_listen: listen(
+                args.queue_service_listen,
+                "queue_service_listen",
+                file.queue_service_listen,
+                "off",
+            )?,
+            queue_sample_listen: listen(
+                args.queue_sample_listen,
+                "queue_sample_listen",
+                file.queue_sample_listen,
+                "off",
+            )?,
+            queue_service_wait: timeout(
+                "queue_service_wait_ms",
+                args.queue_service_wait_ms.or(file.queue_service_wait_ms),
+                DEFAULT_QUEUE_SERVICE_WAIT_MS,
+            )?,
         })
     }
 }
@@ -535,6 +592,10 @@ mod tests {
         "GODWIT_IDLE_TIMEOUT_MS",
         "GODWIT_MIN_FREE_BYTES",
         "GODWIT_WORKER_THREADS",
+        "GODWIT_HTTPMQ_LISTEN",
+        "GODWIT_QUEUE_SERVICE_LISTEN",
+        "GODWIT_QUEUE_SAMPLE_LISTEN",
+        "GODWIT_QUEUE_SERVICE_WAIT_MS",
     ];
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -780,5 +841,47 @@ mod tests {
             Ok(Listen::On("[::1]:9".parse().unwrap()))
         );
         assert!("127.0.0.1".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn dialect_listeners_are_off_unless_set_by_flag_env_or_file() {
+        let cfg = with_env(&[], || {
+            ServeConfig::merge(serve_args(&[]), FileConfig::default())
+        })
+        .unwrap();
+        assert_eq!(cfg.httpmq_listen, Listen::Off);
+        assert_eq!(cfg.queue_service_listen, Listen::Off);
+        assert_eq!(cfg.queue_sample_listen, Listen::Off);
+        assert_eq!(cfg.queue_service_wait, Duration::from_secs(30));
+
+        let cfg = with_env(&[("GODWIT_QUEUE_SERVICE_LISTEN", "127.0.0.1:4001")], || {
+            ServeConfig::merge(
+                serve_args(&["--httpmq-listen", "127.0.0.1:4000"]),
+                file("queue_sample_listen = \"127.0.0.1:4002\"\nqueue_service_wait_ms = 500"),
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.httpmq_listen,
+            Listen::On("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(
+            cfg.queue_service_listen,
+            Listen::On("127.0.0.1:4001".parse().unwrap())
+        );
+        assert_eq!(
+            cfg.queue_sample_listen,
+            Listen::On("127.0.0.1:4002".parse().unwrap())
+        );
+        assert_eq!(cfg.queue_service_wait, Duration::from_millis(500));
+
+        let err = with_env(&[], || {
+            ServeConfig::merge(
+                serve_args(&["--queue-service-wait-ms", "0"]),
+                FileConfig::default(),
+            )
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("queue_service_wait_ms"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use godwit_core::{Broker, BrokerConfig, SystemClock};
-use godwit_http::HttpOptions;
+use godwit_http::{Dialect, Http, HttpOptions};
 use godwit_store::{LogStore, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
@@ -88,36 +88,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         idle_timeout: config.idle_timeout,
         drain_timeout: DRAIN_TIMEOUT,
     });
-    let served = match config.http {
-        Listen::On(addr) => {
-            let mut options = HttpOptions::new(&broker_config, metrics);
-            options.max_batch_body_bytes = config.max_batch_bytes;
-            options.restmq = godwit_http::restmq::RestmqOptions {
-                acl_file: config.restmq_acl.clone(),
-                trust_proxy: config.restmq_trust_proxy,
-                collectd: config.restmq_collectd,
-            };
-            let router = godwit_http::router(broker.clone(), options)
-                .context("reading the RestMQ ACL file")?;
-            let face = HttpFace::new(
-                router,
-                HttpTimeouts {
-                    header: config.header_timeout,
-                    body: config.body_timeout,
-                },
-            );
-            runtime.listen(addr, face).await.map(|local| {
-                tracing::info!(
-                    max_connections = config.max_connections,
-                    "listening on http://{local}"
-                );
-            })
-        }
-        Listen::Off => {
-            tracing::info!("HTTP listener off");
-            Ok(())
-        }
-    };
+    let served = serve_http(&mut runtime, &config, &broker, &broker_config, metrics).await;
     if served.is_ok() {
         let draining = broker.clone();
         runtime
@@ -134,6 +105,56 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     served?;
     closed?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the HTTP listeners: the main one and each dialect's own, those that are on.
+async fn serve_http(
+    runtime: &mut Runtime,
+    config: &ServeConfig,
+    broker: &Broker,
+    broker_config: &BrokerConfig,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<()> {
+    let mut options = HttpOptions::new(broker_config, metrics);
+    options.max_batch_body_bytes = config.max_batch_bytes;
+    options.restmq = godwit_http::restmq::RestmqOptions {
+        acl_file: config.restmq_acl.clone(),
+        trust_proxy: config.restmq_trust_proxy,
+        collectd: config.restmq_collectd,
+    };
+    options.queue_service.wait = config.queue_service_wait;
+    let http = Http::new(broker.clone(), options).context("reading the RestMQ ACL file")?;
+    let timeouts = HttpTimeouts {
+        header: config.header_timeout,
+        body: config.body_timeout,
+    };
+    match config.http {
+        Listen::On(addr) => {
+            let local = runtime
+                .listen(addr, HttpFace::new(http.main(), timeouts))
+                .await?;
+            tracing::info!(
+                max_connections = config.max_connections,
+                "listening on http://{local}"
+            );
+        }
+        Listen::Off => tracing::info!("HTTP listener off"),
+    }
+    for (dialect, listen) in [
+        (Dialect::Httpmq, config.httpmq_listen),
+        (Dialect::QueueService, config.queue_service_listen),
+        (Dialect::QueueSample, config.queue_sample_listen),
+    ] {
+        if let Listen::On(addr) = listen {
+            let face = HttpFace::new(http.dialect(dialect), timeouts);
+            let local = runtime
+                .listen(addr, face)
+                .await
+                .with_context(|| format!("listening for {} on {addr}", dialect.name()))?;
+            tracing::info!("{} listening on http://{local}", dialect.name());
+        }
+    }
     Ok(())
 }
 

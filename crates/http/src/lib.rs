@@ -14,16 +14,21 @@
 //!   consumers, exact-byte JSON and HTML error pages, the ACL file).
 //! - [`live`]: the streaming bodies and SSE reply every dialect's live streams share.
 //!
-//! The next dialects go beside these, each a module with its own router, extractors,
-//! renderers and error layer, merged in [`router`]: `httpmq/` (httpmq's
-//! `/?name=…&opt=…`), `queue_service/`, `queue_sample/`. A dialect's error layer must
-//! never rewrite another dialect's replies.
+//! - [`httpmq`], [`queue_service`], [`queue_sample`]: the three small dialects whose
+//!   paths clash with RestMQ's and each other's. Each is one router at its own root
+//!   ([`Dialect`]), served under its prefix on the main listener and at the root of its
+//!   own optional listener ([`Http::dialect`]): the same router, so both answer alike.
+//!
+//! A dialect's error forms are its own: no layer rewrites another dialect's replies.
 
 pub mod error;
+pub mod httpmq;
 pub mod live;
 pub mod metrics;
 pub mod native;
 pub mod ops;
+pub mod queue_sample;
+pub mod queue_service;
 pub mod restmq;
 mod route;
 pub mod ui;
@@ -58,6 +63,8 @@ pub struct HttpOptions {
     pub metrics: PrometheusHandle,
     /// The RestMQ dialect's settings.
     pub restmq: restmq::RestmqOptions,
+    /// The queue_service dialect's settings.
+    pub queue_service: queue_service::QueueServiceOptions,
 }
 
 impl HttpOptions {
@@ -71,6 +78,7 @@ impl HttpOptions {
             default_visibility: Duration::from_secs(30),
             metrics,
             restmq: restmq::RestmqOptions::default(),
+            queue_service: queue_service::QueueServiceOptions::default(),
         }
     }
 }
@@ -130,23 +138,129 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole HTTP face: the operations routes and every dialect's router, merged, with
-/// request metrics around all of them. RestMQ owns the root: a path no dialect serves
-/// answers RestMQ's 404 page, except under `/v1/`, where it is the native JSON 404.
-/// Fails when the RestMQ ACL file does not parse.
+/// The whole HTTP face of the main listener ([`Http::main`]). Fails when the RestMQ
+/// ACL file does not parse.
 pub fn router(broker: Broker, opts: HttpOptions) -> Result<Router, restmq::acl::AclError> {
-    let openapi = native::openapi::json(broker.config()).into();
-    let restmq = restmq::Restmq::new(&opts.restmq)?;
-    let collectd = opts.restmq.collectd;
-    let state = AppState::new(broker, opts, openapi, restmq);
-    Ok(Router::new()
-        .merge(ops::router())
-        .merge(native::router(&state))
-        .merge(restmq::router(collectd))
-        .merge(ui::router())
-        .fallback(not_found)
-        .layer(metrics::TrackRequestsLayer::default())
-        .with_state(state))
+    Ok(Http::new(broker, opts)?.main())
+}
+
+/// A dialect that has a listener of its own besides its prefix on the main listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// httpmq, under `/httpmq/`.
+    Httpmq,
+    /// queue_service, under `/queue-service/`.
+    QueueService,
+    /// queue-sample, under `/queue-sample/`.
+    QueueSample,
+}
+
+impl Dialect {
+    /// Every such dialect.
+    pub const ALL: [Dialect; 3] = [Dialect::Httpmq, Dialect::QueueService, Dialect::QueueSample];
+
+    /// The dialect's path prefix on the main listener, without a trailing slash.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Dialect::Httpmq => "/httpmq",
+            Dialect::QueueService => "/queue-service",
+            Dialect::QueueSample => "/queue-sample",
+        }
+    }
+
+    /// The dialect's name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Httpmq => "httpmq",
+            Dialect::QueueService => "queue_service",
+            Dialect::QueueSample => "queue-sample",
+        }
+    }
+
+    /// The dialect's routes, at the root.
+    fn routes(self) -> Router<AppState> {
+        match self {
+            Dialect::Httpmq => httpmq::router(),
+            Dialect::QueueService => queue_service::router(),
+            Dialect::QueueSample => queue_sample::router(),
+        }
+    }
+}
+
+/// The HTTP faces over one broker and one shared state: the main listener's router and
+/// each dialect's router for a listener of its own.
+pub struct Http {
+    state: AppState,
+    collectd: bool,
+}
+
+impl Http {
+    /// The faces over `broker` with `opts`. Fails when the RestMQ ACL file does not
+    /// parse.
+    pub fn new(broker: Broker, opts: HttpOptions) -> Result<Self, restmq::acl::AclError> {
+        let openapi = native::openapi::json(broker.config()).into();
+        let restmq = restmq::Restmq::new(&opts.restmq)?;
+        let collectd = opts.restmq.collectd;
+        Ok(Http {
+            state: AppState::new(broker, opts, openapi, restmq),
+            collectd,
+        })
+    }
+
+    /// The main listener: the operations routes, the native API, RestMQ at the root,
+    /// the dashboard, and every [`Dialect`] under its prefix, with request metrics
+    /// around all of them. A path no route serves answers RestMQ's 404 page, except
+    /// under `/v1/`, where it is the native JSON 404, and under a dialect's prefix,
+    /// where it is that dialect's.
+    pub fn main(&self) -> Router {
+        let mut router = Router::new()
+            .merge(ops::router())
+            .merge(native::router(&self.state))
+            .merge(restmq::router(self.collectd))
+            .merge(ui::router());
+        for dialect in Dialect::ALL {
+            let prefix = dialect.prefix();
+            let inner = dialect.routes().with_state(self.state.clone());
+            let stripped = tower::ServiceBuilder::new()
+                .map_request(move |req| strip_prefix(req, prefix))
+                .service(inner);
+            router = router
+                .route_service(prefix, stripped.clone())
+                .route_service(&format!("{prefix}/{{*rest}}"), stripped);
+        }
+        router
+            .fallback(not_found)
+            .layer(metrics::TrackRequestsLayer::default())
+            .with_state(self.state.clone())
+    }
+
+    /// `dialect`'s own listener: its routes at the root, with request metrics.
+    pub fn dialect(&self, dialect: Dialect) -> Router {
+        dialect
+            .routes()
+            .layer(metrics::TrackRequestsLayer::default())
+            .with_state(self.state.clone())
+    }
+}
+
+/// A request under `prefix` as the dialect's root router sees it: `/httpmq` and
+/// `/httpmq/` become `/`, `/httpmq/x?y` becomes `/x?y`.
+fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract::Request {
+    let uri = req.uri();
+    let rest = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
+    let path = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(stripped) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = stripped;
+        }
+    }
+    req
 }
 
 /// The 404 of a path no route serves: the native JSON error under `/v1`, RestMQ's page

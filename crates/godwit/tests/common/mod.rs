@@ -78,7 +78,7 @@ impl Reply {
 }
 
 /// Picks a loopback port that is free right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
