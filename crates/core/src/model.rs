@@ -99,6 +99,9 @@ pub struct PushOptions {
     pub durability: Option<Durability>,
     /// Refuse the push with `NotFound` unless the queue exists (instead of creating it).
     pub must_exist: bool,
+    /// How long a push to a full [`Overflow::Block`] queue waits for room; `None` is the
+    /// server's `max_wait` (and more than it is cut to it).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// The longest queue description, in bytes.
@@ -281,6 +284,11 @@ pub enum Overflow {
     Reject,
     /// Drop the oldest ready message of the default subscription to make room.
     DropOldest,
+    /// Hold the push until there is room (queue_service's blocking writers), for at
+    /// most [`PushOptions::wait`] (else the server's `max_wait`), then refuse it with
+    /// [`crate::Error::QueueFull`]. A push larger than the whole queue is refused at
+    /// once.
+    Block,
 }
 
 /// Per-queue settings, all with defaults (a field absent from a stored record takes its

@@ -28,6 +28,7 @@ mod maintenance;
 mod pushes;
 mod queues;
 mod recovery;
+mod room;
 mod session;
 mod streams;
 mod values;
@@ -97,6 +98,8 @@ struct Inner {
     counters: Counters,
     /// Live consumers (`streams.rs`).
     streams: streams::Hub,
+    /// Pushes waiting for room in a full blocking queue (`room.rs`).
+    room: room::Room,
 }
 
 /// The broker's message counters, each registered once (with the recorder current at
@@ -232,10 +235,7 @@ impl Broker {
         }
         // Hashed here, before the lock, for the value index.
         let hashes = messages.iter().map(|m| body_hash(&m.body)).collect();
-        let (ticket, outcomes, length) = self
-            .inner
-            .combined_push(queue, messages, hashes, opts.must_exist)
-            .await?;
+        let (ticket, outcomes, length) = self.push_or_block(queue, messages, hashes, &opts).await?;
         let durable = self.inner.settle(ticket, opts.durability).await?;
         let added = outcomes.iter().filter(|o| !o.duplicate).count();
         self.inner.counters.messages_in().increment(added as u64);
@@ -628,6 +628,7 @@ impl Inner {
             core.state.apply(op, loc);
         }
         self.notice_streams(&core.state, &ops);
+        self.room.changed();
         if let Some(ready) = core.deferred.as_mut() {
             // Not yet: a served reader could look for records still in memory.
             ready.extend(ops.iter().filter_map(readies).map(str::to_owned));

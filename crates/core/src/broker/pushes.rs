@@ -33,7 +33,7 @@ use crate::storage::Ticket;
 
 /// A push's result: its ticket, outcomes and the queue's new length once applied (not
 /// yet durable).
-type Pushed = Result<(Ticket, Vec<PushOutcome>, u64)>;
+pub(super) type Pushed = Result<(Ticket, Vec<PushOutcome>, u64)>;
 
 /// Where a push's result goes.
 type Reply = oneshot::Sender<Pushed>;

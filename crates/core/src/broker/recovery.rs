@@ -66,6 +66,7 @@ pub(super) fn open(
         pushes: Default::default(),
         counters: Default::default(),
         streams: Default::default(),
+        room: Default::default(),
     });
     {
         let mut core = inner.core.lock();

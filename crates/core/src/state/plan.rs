@@ -167,7 +167,10 @@ impl State {
                 .map_or(0, |max| bytes.saturating_sub(max));
             if over_len > 0 || over_bytes > 0 {
                 match settings.overflow {
-                    Overflow::Reject => return Err(Error::QueueFull(queue.to_string())),
+                    // A blocking queue's push waits in the broker and is planned again.
+                    Overflow::Reject | Overflow::Block => {
+                        return Err(Error::QueueFull(queue.to_string()))
+                    }
                     Overflow::DropOldest => {
                         let mut need_bytes = over_bytes;
                         // The oldest ready messages sit near the front of their lanes.

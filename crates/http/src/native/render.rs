@@ -121,6 +121,9 @@ pub enum OverflowJson {
     Reject,
     /// Drop the oldest ready message to make room.
     DropOldest,
+    /// Hold the push until there is room, for at most the server's `--max-wait-ms`,
+    /// then refuse it with 409 `queue_full`.
+    Block,
 }
 
 impl From<Overflow> for OverflowJson {
@@ -128,6 +131,7 @@ impl From<Overflow> for OverflowJson {
         match o {
             Overflow::Reject => OverflowJson::Reject,
             Overflow::DropOldest => OverflowJson::DropOldest,
+            Overflow::Block => OverflowJson::Block,
         }
     }
 }

@@ -70,6 +70,8 @@ fn push_options(durability: Option<DurabilityJson>, must_exist: bool) -> PushOpt
     PushOptions {
         durability: durability.map(Durability::from),
         must_exist,
+        // A push to a full blocking queue waits up to the server's `--max-wait-ms`.
+        wait: None,
     }
 }
 
