@@ -226,6 +226,7 @@ impl Http {
                 .service(inner);
             router = router
                 .route_service(prefix, stripped.clone())
+                .route_service(&format!("{prefix}/"), stripped.clone())
                 .route_service(&format!("{prefix}/{{*rest}}"), stripped);
         }
         router
