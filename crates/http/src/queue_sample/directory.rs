@@ -3,13 +3,18 @@
 //! the two global numberings (subscriber ids, message ids) are counters of the core's
 //! key/value store, so a number is never handed out twice, restarts included.
 //!
+//! Core ids of a queue keep rising when it is dropped and created again, but a
+//! topic's offsets restart at 1: the core id of a topic's offset 1 (its *base*) is
+//! kept in the key/value store under the queue's creation number, written once the
+//! topic is a log, so a topic without it is a creation that did not finish.
+//!
 //! The only state here is [`Directory`]'s cache of which topic holds which subscriber:
 //! derived from the core (filled by a scan of the topics' cursors), checked against it
 //! on every use, and safe to lose.
 
 use std::collections::HashMap;
 
-use godwit_core::{Broker, Counter};
+use godwit_core::{Broker, Counter, Error, KvWrite};
 use parking_lot::Mutex;
 
 /// The prefix of every topic's queue name.
@@ -20,6 +25,81 @@ const SUBSCRIBER_IDS: &str = "queue-sample.subscriber-ids";
 const MESSAGE_IDS: &str = "queue-sample.message-ids";
 /// The message header that carries a message's global id.
 pub(crate) const ID_HEADER: &str = "queue-sample-id";
+
+/// A topic as found in the core: its queue and the core id of its offset 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Topic {
+    /// The queue's name.
+    pub queue: String,
+    /// The core id of offset 1.
+    pub base: u64,
+}
+
+impl Topic {
+    /// The offset of the message with core id `id`.
+    pub(crate) fn offset(&self, id: u64) -> u64 {
+        id.saturating_sub(self.base).saturating_add(1)
+    }
+
+    /// The core position that reads offset `next` next (anything below 1: from the
+    /// first message).
+    pub(crate) fn position(&self, next: i64) -> u64 {
+        match u64::try_from(next) {
+            Ok(n) if n >= 1 => self.base.saturating_add(n - 1),
+            _ => 0,
+        }
+    }
+
+    /// The topic's name.
+    pub(crate) fn name(&self) -> &str {
+        topic_of(&self.queue).unwrap_or(&self.queue)
+    }
+
+    /// The last processed offset of a cursor at core position `position`.
+    pub(crate) fn cursor_offset(&self, position: u64) -> i128 {
+        i128::from(position) - i128::from(self.base)
+    }
+}
+
+/// The key/value key of the base of a queue's incarnation `creation`.
+fn base_key(creation: u64) -> String {
+    format!("queue-sample.base.{creation}")
+}
+
+/// The topic whose queue is `queue`, if it exists and its creation finished.
+pub(crate) async fn resolve(broker: &Broker, queue: &str) -> godwit_core::Result<Option<Topic>> {
+    let stats = match broker.stats(queue) {
+        Ok(stats) => stats,
+        Err(Error::NotFound(_) | Error::InvalidName(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let base = broker
+        .kv_get(&base_key(stats.creation))
+        .await?
+        .and_then(|v| std::str::from_utf8(&v.value).ok()?.parse::<u64>().ok());
+    Ok(base.map(|base| Topic {
+        queue: queue.to_string(),
+        base,
+    }))
+}
+
+/// Finishes a topic's creation: records its base, the id its next push gets (no push
+/// can reach a topic before this).
+pub(crate) async fn record_base(broker: &Broker, queue: &str) -> godwit_core::Result<()> {
+    let stats = broker.stats(queue)?;
+    let write = KvWrite {
+        value: stats.next_id.to_string().into(),
+        ..KvWrite::default()
+    };
+    broker.kv_set(&base_key(stats.creation), write).await?;
+    Ok(())
+}
+
+/// Forgets the base of a deleted queue's incarnation `creation`.
+pub(crate) async fn forget_base(broker: &Broker, creation: u64) -> godwit_core::Result<()> {
+    broker.kv_delete(&[base_key(creation)]).await?;
+    Ok(())
+}
 
 /// The core queue of `topic`.
 pub(crate) fn queue_of(topic: &str) -> String {

@@ -11,7 +11,7 @@ use godwit_core::{
     SettingsPatch, StartAt, SubscriptionStats,
 };
 
-use super::directory::{self, queue_of, Directory, ID_HEADER};
+use super::directory::{self, queue_of, resolve, Directory, Topic, ID_HEADER};
 use super::params::{Invalid, Params};
 use super::reply::{self, timestamp, QsError};
 use crate::restmq::pyjson::PyValue;
@@ -70,7 +70,13 @@ pub(crate) async fn topics(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
     let mut topics = call.broker.list_prefix(directory::QUEUE_PREFIX);
     topics.sort_by_key(|s| s.creation);
-    let rows = topics
+    let mut finished = Vec::new();
+    for s in topics {
+        if resolve(call.broker, &s.name).await?.is_some() {
+            finished.push(s);
+        }
+    }
+    let rows = finished
         .iter()
         .filter_map(|s| {
             let topic = directory::topic_of(&s.name)?;
@@ -91,13 +97,17 @@ pub(crate) async fn topics(call: Call<'_>) -> Reply {
 }
 
 /// The topics a listing covers: the one named (if it exists) or all, by creation.
-fn listed(broker: &Broker, filter: Option<&str>) -> Vec<String> {
-    let mut topics = match filter {
+async fn listed(broker: &Broker, filter: Option<&str>) -> Result<Vec<Topic>, QsError> {
+    let mut stats = match filter {
         Some(topic) => broker.stats(&queue_of(topic)).into_iter().collect(),
         None => broker.list_prefix(directory::QUEUE_PREFIX),
     };
-    topics.sort_by_key(|s| s.creation);
-    topics.into_iter().map(|s| s.name).collect()
+    stats.sort_by_key(|s| s.creation);
+    let mut topics = Vec::new();
+    for s in stats {
+        topics.extend(resolve(broker, &s.name).await?);
+    }
+    Ok(topics)
 }
 
 /// `topic_messages`: every retained message of every topic (or the one named), by id.
@@ -105,10 +115,10 @@ pub(crate) async fn topic_messages(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
     let page = call.broker.config().max_batch.max(1);
     let mut rows = Vec::new();
-    for queue in listed(call.broker, filter.as_deref()) {
+    for topic in listed(call.broker, filter.as_deref()).await? {
         let mut from = 0;
         loop {
-            let got = match call.broker.read_log(&queue, from, page).await {
+            let got = match call.broker.read_log(&topic.queue, from, page).await {
                 Ok(got) => got,
                 Err(Error::NotFound(_) | Error::NotALog(_)) => break,
                 Err(e) => return Err(e.into()),
@@ -119,7 +129,7 @@ pub(crate) async fn topic_messages(call: Call<'_>) -> Reply {
             rows.extend(
                 got.messages
                     .iter()
-                    .map(|m| (message_id(m), message_row(&queue, m))),
+                    .map(|m| (message_id(m), message_row(&topic, m))),
             );
             from = got.next;
         }
@@ -134,14 +144,14 @@ pub(crate) async fn topic_messages(call: Call<'_>) -> Reply {
 pub(crate) async fn topic_subscribers(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
     let mut rows = Vec::new();
-    for queue in listed(call.broker, filter.as_deref()) {
-        let subs = match call.broker.subscriptions(&queue) {
+    for topic in listed(call.broker, filter.as_deref()).await? {
+        let subs = match call.broker.subscriptions(&topic.queue) {
             Ok(subs) => subs,
             Err(Error::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
         for sub in subs {
-            if let Some((id, row)) = subscriber_row(&queue, &sub) {
+            if let Some((id, row)) = subscriber_row(&topic, &sub) {
                 rows.push((id, row));
             }
         }
@@ -168,6 +178,9 @@ pub(crate) async fn create(call: Call<'_>) -> Reply {
     };
     match call.broker.create(&queue, opts).await {
         Ok(()) => {}
+        // A queue without a base is a creation that did not finish (a crash between
+        // its steps): this one finishes it.
+        Err(Error::AlreadyExists(_)) if resolve(call.broker, &queue).await?.is_none() => {}
         Err(Error::AlreadyExists(_)) => {
             return Err(QsError::unprocessable(format!(
                 "The topic \"{topic}\" already exists"
@@ -183,10 +196,8 @@ pub(crate) async fn create(call: Call<'_>) -> Reply {
         }),
         ..SettingsPatch::default()
     };
-    if let Err(e) = call.broker.configure(&queue, patch).await {
-        let _ = call.broker.drop_queue(&queue).await;
-        return Err(e.into());
-    }
+    call.broker.configure(&queue, patch).await?;
+    directory::record_base(call.broker, &queue).await?;
     Ok(reply::json(&PyValue::dict([
         ("topic", PyValue::str(topic.clone())),
         (
@@ -202,9 +213,13 @@ pub(crate) async fn delete(call: Call<'_>) -> Reply {
     let Some(topic) = call.params.string("topic").map_err(invalid)? else {
         return Err(QsError::unprocessable("Missing parameter: topic"));
     };
-    match call.broker.drop_queue(&queue_of(&topic)).await {
-        Ok(_) | Err(Error::NotFound(_) | Error::InvalidName(_)) => {}
-        Err(e) => return Err(e.into()),
+    let queue = queue_of(&topic);
+    if let Ok(stats) = call.broker.stats(&queue) {
+        match call.broker.drop_queue(&queue).await {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        directory::forget_base(call.broker, stats.creation).await?;
     }
     Ok(action_done(
         &call,
@@ -226,10 +241,9 @@ pub(crate) async fn publish(call: Call<'_>) -> Reply {
         return Err(QsError::unprocessable("Missing parameters topic, message"));
     };
     let missing = || QsError::unprocessable(format!("Topic \"{topic}\" does not exist"));
-    let queue = queue_of(&topic);
-    if call.broker.stats(&queue).is_err() {
+    let Some(found) = resolve(call.broker, &queue_of(&topic)).await? else {
         return Err(missing());
-    }
+    };
     let id = directory::next_message_id(call.broker).await?;
     let mut new = NewMessage::new(message.into_bytes());
     new.headers = BTreeMap::from([(ID_HEADER.to_string(), id.to_string())]);
@@ -237,12 +251,12 @@ pub(crate) async fn publish(call: Call<'_>) -> Reply {
         must_exist: true,
         ..PushOptions::default()
     };
-    let pushed = match call.broker.push_with(&queue, vec![new], opts).await {
+    let pushed = match call.broker.push_with(&found.queue, vec![new], opts).await {
         Ok(pushed) => pushed,
         Err(Error::NotFound(_) | Error::InvalidName(_)) => return Err(missing()),
         Err(e) => return Err(e.into()),
     };
-    let offset = pushed.outcomes.first().map_or(0, |o| o.id);
+    let offset = pushed.outcomes.first().map_or(0, |o| found.offset(o.id));
     Ok(action_done(
         &call,
         PyValue::dict([(
@@ -261,7 +275,7 @@ pub(crate) async fn subscribe(call: Call<'_>) -> Reply {
     };
     let missing = || QsError::unprocessable(format!("The topic \"{topic}\" does not exist"));
     let queue = queue_of(&topic);
-    if call.broker.stats(&queue).is_err() {
+    if resolve(call.broker, &queue).await?.is_none() {
         return Err(missing());
     }
     let id = directory::next_subscriber_id(call.broker).await?;
@@ -283,12 +297,19 @@ pub(crate) async fn subscribe(call: Call<'_>) -> Reply {
     ])))
 }
 
-/// The queue of a subscriber id that can exist (positive), if any.
-async fn subscriber_queue(call: &Call<'_>, id: i64) -> Result<Option<String>, QsError> {
+/// The topic of a subscriber id that can exist (positive), if any.
+async fn subscriber_topic(call: &Call<'_>, id: i64) -> Result<Option<Topic>, QsError> {
     let Ok(id) = u64::try_from(id) else {
         return Ok(None);
     };
-    Ok(call.directory.queue_of_subscriber(call.broker, id).await?)
+    let Some(queue) = call.directory.queue_of_subscriber(call.broker, id).await? else {
+        return Ok(None);
+    };
+    let topic = resolve(call.broker, &queue).await?;
+    if topic.is_none() {
+        call.directory.forget(id);
+    }
+    Ok(topic)
 }
 
 /// `unsubscribe`: deletes a subscriber; an unknown one is "deleted" too.
@@ -299,8 +320,8 @@ pub(crate) async fn unsubscribe(call: Call<'_>) -> Reply {
     let Some(id) = id else {
         return Err(QsError::unprocessable("Missing parameter: subscriber_id"));
     };
-    if let Some(queue) = subscriber_queue(&call, id).await? {
-        match call.broker.unsubscribe(&queue, &id.to_string()).await {
+    if let Some(topic) = subscriber_topic(&call, id).await? {
+        match call.broker.unsubscribe(&topic.queue, &id.to_string()).await {
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -328,12 +349,12 @@ pub(crate) async fn get_message(call: Call<'_>) -> Reply {
     let max_batch = i64::try_from(call.broker.config().max_batch).unwrap_or(MAX_GET);
     let num = num.unwrap_or(1).clamp(1, MAX_GET.min(max_batch).max(1));
     let empty = || Ok(reply::json(&PyValue::List(Vec::new())));
-    let Some(queue) = subscriber_queue(&call, id).await? else {
+    let Some(topic) = subscriber_topic(&call, id).await? else {
         return empty();
     };
     let page = match call
         .broker
-        .read_cursor(&queue, &id.to_string(), num.unsigned_abs() as usize)
+        .read_cursor(&topic.queue, &id.to_string(), num.unsigned_abs() as usize)
         .await
     {
         Ok(page) => page,
@@ -346,7 +367,7 @@ pub(crate) async fn get_message(call: Call<'_>) -> Reply {
     let mut rows: Vec<PyValue> = page
         .messages
         .iter()
-        .map(|m| message_row(&queue, m))
+        .map(|m| message_row(&topic, m))
         .collect();
     if rows.len() == 1 {
         return Ok(reply::json(&rows.remove(0)));
@@ -362,13 +383,14 @@ pub(crate) async fn ack_message(call: Call<'_>) -> Reply {
         return Err(QsError::unprocessable("Missing parameter: topic"));
     };
     let null = || Ok(reply::json(&PyValue::Null));
-    let Some(queue) = subscriber_queue(&call, id).await? else {
+    let Some(topic) = subscriber_topic(&call, id).await? else {
         return null();
     };
+    let queue = &topic.queue;
     let name = id.to_string();
-    // The core's cursor is the next offset to read; it cannot stand below 0.
-    let position = u64::try_from(offset).unwrap_or(0).saturating_add(1);
-    match call.broker.seek(&queue, &name, position).await {
+    // The core's cursor is the next id to read.
+    let position = topic.position(offset.saturating_add(1));
+    match call.broker.seek(queue, &name, position).await {
         Ok(()) => {}
         Err(Error::NotFound(_)) => {
             call.directory.forget(id.unsigned_abs());
@@ -376,7 +398,7 @@ pub(crate) async fn ack_message(call: Call<'_>) -> Reply {
         }
         Err(e) => return Err(e.into()),
     }
-    let subs = match call.broker.subscriptions(&queue) {
+    let subs = match call.broker.subscriptions(queue) {
         Ok(subs) => subs,
         Err(Error::NotFound(_)) => return null(),
         Err(e) => return Err(e.into()),
@@ -384,7 +406,7 @@ pub(crate) async fn ack_message(call: Call<'_>) -> Reply {
     let row = subs
         .iter()
         .filter(|s| s.name.as_deref() == Some(name.as_str()))
-        .find_map(|s| subscriber_row(&queue, s))
+        .find_map(|s| subscriber_row(&topic, s))
         .map_or(PyValue::Null, |(_, row)| row);
     Ok(reply::json(&row))
 }
@@ -403,11 +425,16 @@ pub(crate) async fn reset(call: Call<'_>) -> Reply {
     let offset = offset.unwrap_or(1);
     // Cursor K − 1 means "next read is K"; the core's position is K itself, and any
     // K ≤ 0 reads from the first retained message, as the original's negative cursor.
-    let position = u64::try_from(offset).unwrap_or(0);
-    let count = match call.broker.reset(&queue_of(&topic), Some(position)).await {
-        Ok(n) => n,
-        Err(Error::NotFound(_) | Error::NotALog(_) | Error::InvalidName(_)) => 0,
-        Err(e) => return Err(e.into()),
+    let count = match resolve(call.broker, &queue_of(&topic)).await? {
+        Some(found) => {
+            let position = found.position(offset);
+            match call.broker.reset(&found.queue, Some(position)).await {
+                Ok(n) => n,
+                Err(Error::NotFound(_) | Error::NotALog(_)) => 0,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => 0,
     };
     Ok(action_done(
         &call,
@@ -428,29 +455,23 @@ fn message_id(m: &Message) -> u64 {
 }
 
 /// A `topic_message` row.
-fn message_row(queue: &str, m: &Message) -> PyValue {
+fn message_row(topic: &Topic, m: &Message) -> PyValue {
     PyValue::dict([
         ("id", PyValue::int(message_id(m))),
-        (
-            "topic",
-            PyValue::str(directory::topic_of(queue).unwrap_or(queue)),
-        ),
-        ("_offset", PyValue::int(m.id)),
+        ("topic", PyValue::str(topic.name())),
+        ("_offset", PyValue::int(topic.offset(m.id))),
         ("message", PyValue::str(String::from_utf8_lossy(&m.body))),
         ("publish_ts", PyValue::str(timestamp(m.created_at_ms))),
     ])
 }
 
 /// A `topic_subscriber` row with its id, for a cursor named by a number.
-fn subscriber_row(queue: &str, sub: &SubscriptionStats) -> Option<(u64, PyValue)> {
+fn subscriber_row(topic: &Topic, sub: &SubscriptionStats) -> Option<(u64, PyValue)> {
     let id: u64 = sub.name.as_deref()?.parse().ok()?;
-    let offset = i128::from(sub.position.unwrap_or(0)) - 1;
+    let offset = topic.cursor_offset(sub.position.unwrap_or(0));
     let row = PyValue::dict([
         ("id", PyValue::int(id)),
-        (
-            "topic",
-            PyValue::str(directory::topic_of(queue).unwrap_or(queue)),
-        ),
+        ("topic", PyValue::str(topic.name())),
         ("_offset", PyValue::int(offset)),
         (
             "action_ts",
