@@ -8,16 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A delivered or peeked message.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A delivered or peeked message (serialized as the server sends it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Message {
     /// The message id, rising per queue.
     pub id: u64,
     /// The body when it is UTF-8.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// The body in standard base64 when it is not UTF-8.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
     /// Priority, 0–9 (higher first).
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct Message {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The lease receipt (leases only).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
 }
 
@@ -168,7 +168,7 @@ pub(crate) struct BatchRequest<'a> {
 }
 
 /// The reply to a push.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Pushed {
     /// The queue pushed to.
     pub queue: String,
@@ -186,7 +186,7 @@ pub struct Pushed {
 }
 
 /// The reply to a batch push.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct BatchPushed {
     /// The queue pushed to.
     pub queue: String,
