@@ -6,7 +6,7 @@
 pub enum Error {
     /// The server could not be reached (refused, reset, timed out, or it went away
     /// mid-reply): worth retrying once it is back.
-    #[error("server unreachable: {0}")]
+    #[error("server unreachable")]
     Unreachable(#[source] reqwest::Error),
     /// The server answered with an error in its JSON form (`{"error": {"code", "message"}}`).
     #[error("{status} {code}: {message}")]
