@@ -74,9 +74,10 @@ impl Client {
     /// A client using this `reqwest::Client` (for timeouts, proxies, TLS settings).
     pub fn with_http(base: &str, http: reqwest::Client) -> Result<Client> {
         let trimmed = base.trim_end_matches('/');
-        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://"))
-            || trimmed.len() <= "https://".len() - 1
-        {
+        let host = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("https://"));
+        if host.is_none_or(str::is_empty) {
             return Err(Error::InvalidUrl(base.to_string()));
         }
         Ok(Client {
