@@ -23,8 +23,8 @@ junk = bytes(b for b in range(256) if b != 10)
 target, written = mb * 1_000_000, 0
 with open(path, "wb") as f:
     while written < target:
-        k = rng.randrange(100)
-        n = 0 if k < 10 else rng.randrange(200) if k < 90 else rng.randrange(20000) if k < 99 else 1_000_000 + rng.randrange(1_500_000)
+        k = rng.randrange(10000)
+        n = 0 if k < 1000 else rng.randrange(200) if k < 9000 else rng.randrange(2000) if k < 9999 else 1_000_000 + rng.randrange(1_500_000)
         start = rng.randrange(len(pool) - n) if n < len(pool) else 0
         line = bytearray(pool[start:start + n])
         if n and k % 3 == 0:
@@ -48,7 +48,7 @@ for policy in $POLICIES; do
     python3 -c '
 import json, sys
 s = json.loads(sys.argv[2])
-print(f"fsync {sys.argv[1]:6}: {s[\"lines\"]} lines, {s[\"bytes\"]} bytes in {s[\"seconds\"]:.2f} s: "
-      f"{s[\"lines_per_sec\"]:.0f} lines/s, {s[\"mb_per_sec\"]:.1f} MB/s (identical)")' "$policy" "$summary"
+print("fsync {:6}: {} lines, {} bytes in {:.2f} s: {:.0f} lines/s, {:.1f} MB/s (identical)".format(
+    sys.argv[1], s["lines"], s["bytes"], s["seconds"], s["lines_per_sec"], s["mb_per_sec"]))' "$policy" "$summary"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 done

@@ -285,11 +285,11 @@ fn generate(path: &Path, mb: usize) -> u64 {
     let mut line = Vec::new();
     while written < target {
         line.clear();
-        let kind = next() % 100;
+        let kind = next() % 10_000;
         let len = match kind {
-            0..=9 => 0,
-            10..=89 => (next() % 200) as usize,
-            90..=98 => (next() % 20_000) as usize,
+            0..=999 => 0,
+            1000..=8999 => (next() % 200) as usize,
+            9000..=9998 => (next() % 2000) as usize,
             _ => 1_000_000 + (next() % 1_500_000) as usize,
         };
         for _ in 0..len {
