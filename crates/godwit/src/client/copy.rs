@@ -55,7 +55,7 @@ pub struct CopyArgs {
     /// How long a leased piece stays hidden before it is delivered again, ms.
     #[arg(long, default_value_t = 10_000)]
     pub visibility_ms: u64,
-    /// Show a progress bar: `auto` (on a terminal), `always` or `never`.
+    /// Show a progress bar: `auto` (when stderr is a terminal) or `never`.
     #[arg(long, default_value = "auto")]
     pub progress: Progress,
     /// Connection flags.
@@ -68,8 +68,6 @@ pub struct CopyArgs {
 pub enum Progress {
     /// When stderr is a terminal.
     Auto,
-    /// Always.
-    Always,
     /// Never.
     Never,
 }
@@ -138,7 +136,6 @@ pub(super) async fn copy(a: CopyArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("creating {}", a.output.display()))?;
     let show = match a.progress {
         Progress::Auto => std::io::stderr().is_terminal(),
-        Progress::Always => true,
         Progress::Never => false,
     };
     let bar = if show {
