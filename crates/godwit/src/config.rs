@@ -82,6 +82,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Runs a load benchmark against a running broker.
     Bench(godwit_bench::BenchArgs),
+    /// The client commands (push, pop, tail, stats, copy, …), talking to a server.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 /// Flags of `godwit serve`; unset ones come from the config file or the defaults.

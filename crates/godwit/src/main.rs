@@ -1,5 +1,6 @@
 //! The `godwit` binary: parse the command line, set up logging, run a subcommand.
 
+mod client;
 mod config;
 mod serve;
 mod server;
@@ -19,7 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    if !matches!(cli.command, Command::Client(_)) {
+        init_logging();
+    }
     match cli.command {
         Command::Serve(args) => {
             // Resolved before the runtime exists: the runtime's size is one of its settings.
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             runtime(Some(config.worker_threads))?.block_on(serve::run(config))
         }
         Command::Bench(args) => runtime(None)?.block_on(godwit_bench::run(args)),
+        Command::Client(command) => std::process::exit(client::run(command)),
     }
 }
 
