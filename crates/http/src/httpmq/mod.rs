@@ -45,10 +45,26 @@ async fn handle(State(app): State<AppState>, req: Request) -> Response {
         Command::Peek(pair) => topic::peek(&app, &pair).await,
         Command::Publish(name) => {
             let limit = app.broker.config().max_message_bytes;
+            if declared_length(&parts.headers)
+                .is_some_and(|n| u64::try_from(limit).is_ok_and(|l| n > l))
+            {
+                return reply::empty(StatusCode::PAYLOAD_TOO_LARGE);
+            }
             match crate::native::extract::read_body(Body::new(body), limit).await {
                 Ok(bytes) => topic::publish(&app, &name, bytes).await,
                 Err(e) => reply::empty(e.status),
             }
         }
     }
+}
+
+/// The request's `Content-Length`, when it has a readable one: a body declared over
+/// the limit is refused before it is read.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -37,8 +37,8 @@ pub async fn subscribe(app: &AppState, pair: &Pair) -> Response {
 /// `DELETE /{topic}/{user}`: removes the subscription, releasing its claim on every
 /// message it had not fetched; 404 when the pair is not subscribed.
 pub async fn unsubscribe(app: &AppState, pair: &Pair) -> Response {
-    if let Err(refused) = valid_pair(pair) {
-        return refused;
+    if let Err(e) = valid_pair(pair) {
+        return core_error(&e);
     }
     match app.broker.unsubscribe(&pair.topic, &pair.user).await {
         Ok(()) => empty(StatusCode::OK),
@@ -68,8 +68,8 @@ pub async fn publish(app: &AppState, topic: &str, body: Bytes) -> Response {
 /// written (a client gone before that leaves it next in line); 204 at once when none
 /// is waiting, 404 when the pair is not subscribed.
 pub async fn fetch(app: &AppState, pair: &Pair) -> Response {
-    if let Err(refused) = valid_pair(pair) {
-        return refused;
+    if let Err(e) = valid_pair(pair) {
+        return core_error(&e);
     }
     loop {
         let opts = ReadOptions {
@@ -99,8 +99,8 @@ pub async fn fetch(app: &AppState, pair: &Pair) -> Response {
 /// `HEAD /{topic}/{user}`: the status GET would give, with the next message's length,
 /// without moving the user's position (fix 6.2 #1).
 pub async fn peek(app: &AppState, pair: &Pair) -> Response {
-    if let Err(refused) = valid_pair(pair) {
-        return refused;
+    if let Err(e) = valid_pair(pair) {
+        return core_error(&e);
     }
     match app.broker.peek(&pair.topic, 1, Some(&pair.user)).await {
         // The body is dropped by the server for HEAD; its length stays in the header.
@@ -114,8 +114,7 @@ pub async fn peek(app: &AppState, pair: &Pair) -> Response {
 
 /// Refuses names the broker cannot hold (400) before a lookup that would only say
 /// "not found".
-fn valid_pair(pair: &Pair) -> Result<(), Response> {
-    godwit_core::name::validate_queue(&pair.topic)
-        .and_then(|()| godwit_core::name::validate_subscription(&pair.user))
-        .map_err(|e| core_error(&e))
+fn valid_pair(pair: &Pair) -> godwit_core::Result<()> {
+    godwit_core::name::validate_queue(&pair.topic)?;
+    godwit_core::name::validate_subscription(&pair.user)
 }
