@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use common::{free_port, TestServer};
 use reqwest::Method;
@@ -607,4 +608,67 @@ async fn subscriptions_and_messages_survive_kill9() {
             .await
             .is(200, "crème".as_bytes());
     }
+}
+
+/// 6.2 #6: a client that leaves before the message was handed to its connection does not
+/// lose it. The message is larger than any socket buffers, and the client reads only the
+/// status line before closing with unread bytes (a reset): the server cannot have written
+/// the whole message, so the user's next GET gets it again (while the first reply is
+/// in flight the message is reserved, and a GET answers 204).
+#[tokio::test]
+async fn a_vanished_client_loses_no_message() {
+    let (server, own) = server(&["--max-message-bytes", "50000000"]).await;
+    for m in mounts(&server, own) {
+        m.sub("v", "u").await.is(200, b"Subscription succeeded");
+        let big: Vec<u8> = (0..40_000_000u32).map(|i| (i % 253) as u8).collect();
+        m.publish("v", &big).await.is(200, b"");
+        let path = format!("{}/{}/u", m.prefix, m.t("v"));
+        let addr = m.addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            shrink_receive_buffer(&s);
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).expect("status line");
+            assert_eq!(&first, b"HTTP/1.1 200");
+            // Dropped with unread data: the kernel resets the connection.
+        })
+        .await
+        .expect("client");
+        let again = common::eventually(
+            Duration::from_secs(20),
+            "the user's next message",
+            || async {
+                let r = m.fetch("v", "u").await;
+                (r.status == 200).then_some(r)
+            },
+        )
+        .await;
+        assert!(
+            again.body == big,
+            "the big message did not come back first: {} bytes, {:?}",
+            again.body.len(),
+            String::from_utf8_lossy(&again.body[..again.body.len().min(20)])
+        );
+        m.fetch("v", "u").await.is(204, b"");
+    }
+}
+
+/// Caps the socket's receive buffer (and stops its autotuning), so that the kernel cannot
+/// absorb a large reply the client does not read.
+fn shrink_receive_buffer(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt(2) on a socket this function borrows, with a c_int option value
+    // whose pointer and length are valid for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_RCVBUF)");
 }
