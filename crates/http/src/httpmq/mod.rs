@@ -25,6 +25,11 @@ use axum::Router;
 use self::request::{Command, RequestError};
 use crate::AppState;
 
+/// How far past the limit a body is still read (and dropped) before the 413, so that a
+/// client still sending gets the reply instead of a reset; a body declared longer than
+/// that is refused before it is read (as `read_body` stops draining there too).
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 /// httpmq's routes, at the root.
 pub(crate) fn router() -> Router<AppState> {
     Router::new().fallback(handle)
@@ -45,8 +50,9 @@ async fn handle(State(app): State<AppState>, req: Request) -> Response {
         Command::Peek(pair) => topic::peek(&app, &pair).await,
         Command::Publish(name) => {
             let limit = app.broker.config().max_message_bytes;
+            let drained = limit.saturating_add(DRAIN_BYTES);
             if declared_length(&parts.headers)
-                .is_some_and(|n| u64::try_from(limit).is_ok_and(|l| n > l))
+                .is_some_and(|n| u64::try_from(drained).is_ok_and(|l| n > l))
             {
                 return reply::empty(StatusCode::PAYLOAD_TOO_LARGE);
             }
@@ -58,8 +64,7 @@ async fn handle(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// The request's `Content-Length`, when it has a readable one: a body declared over
-/// the limit is refused before it is read.
+/// The request's `Content-Length`, when it has a readable one.
 fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
     headers
         .get(axum::http::header::CONTENT_LENGTH)?
