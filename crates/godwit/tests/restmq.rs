@@ -847,3 +847,44 @@ async fn collectd_handlers_are_off_by_default_and_store_collectd_text_as_json_wh
         "{peeked:?}"
     );
 }
+
+/// A message whose record went bad on disk after it was accepted is skipped (the core
+/// logs and counts it) and the hard GET and the JSON `take` answer the next one, where
+/// they once indexed an empty delivery.
+#[tokio::test]
+async fn a_record_unreadable_on_disk_is_skipped_by_the_hard_get_and_take() {
+    let s = TestServer::start(&["--fsync", "always"]).await;
+    let c = Client::new(&s);
+    for v in [
+        "first-bad-aaaa",
+        "second-good",
+        "third-bad-bbbb",
+        "fourth-good",
+    ] {
+        assert_eq!(c.post("/q/rot", &format!("value={v}")).await.status, 200);
+    }
+    let seg = common::newest_segment(&s.data_dir());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for needle in [&b"first-bad-aaaa"[..], &b"third-bad-bbbb"[..]] {
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("body in the segment");
+        bytes[at] ^= 0xff;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let got = c.get("/q/rot").await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(got.body.contains("\"second-good\""), "{got:?}");
+    let got = c
+        .post(
+            "/queue",
+            &format!("body={}", urlencode(r#"{"cmd": "take", "queue": "rot"}"#)),
+        )
+        .await;
+    assert!(got.body.contains("fourth-good"), "{got:?}");
+    let got = c.get("/q/rot").await;
+    assert!(!got.body.contains("good"), "nothing left: {got:?}");
+    s.assert_still_serving().await;
+}

@@ -130,20 +130,25 @@ pub(crate) fn core_error(e: &godwit_core::Error) -> Response {
 }
 
 /// Takes the oldest message of `queue` for a hard GET or a JSON `take` (confirmed once
-/// the reply is written): `None` when there is none, the queue unknown included.
+/// the reply is written): `None` when there is none, the queue unknown included. A
+/// delivery always holds one readable message: a record the store could not read
+/// (logged and counted by the core) is consumed and the next one taken.
 pub(crate) async fn take_one(
     app: &AppState,
     queue: &str,
 ) -> godwit_core::Result<Option<godwit_core::Delivery>> {
-    let opts = godwit_core::ReadOptions {
-        max: 1,
-        ..godwit_core::ReadOptions::default()
-    };
-    match app.broker.take(queue, opts).await {
-        Ok(d) if d.is_empty() => Ok(None),
-        Ok(d) => Ok(Some(d)),
-        Err(godwit_core::Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
+    loop {
+        let opts = godwit_core::ReadOptions {
+            max: 1,
+            ..godwit_core::ReadOptions::default()
+        };
+        match app.broker.take(queue, opts).await {
+            Ok(d) if d.is_empty() => return Ok(None),
+            Ok(d) if d.messages().is_empty() => d.confirm().await?,
+            Ok(d) => return Ok(Some(d)),
+            Err(godwit_core::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
     }
 }
 
