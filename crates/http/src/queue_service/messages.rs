@@ -137,7 +137,8 @@ async fn push(app: &AppState, message: NewMessage) -> godwit_core::Result<()> {
 }
 
 /// Takes the oldest message, waiting up to the configured wait in steps of at most the
-/// core's longest wait; `None` when none came (or the server is stopping).
+/// core's longest wait; `None` when none came (or the server is stopping). A delivery
+/// returned holds one readable message.
 async fn take(app: &AppState) -> godwit_core::Result<Option<Delivery>> {
     let queue = &app.opts.queue_service.queue;
     let deadline = Instant::now() + app.opts.queue_service.wait;
@@ -151,6 +152,12 @@ async fn take(app: &AppState) -> godwit_core::Result<Option<Delivery>> {
             ..ReadOptions::default()
         };
         match app.broker.take(queue, opts).await {
+            // A record the store could not read (logged and counted by the core) is
+            // consumed, and the next message taken.
+            Ok(d) if !d.is_empty() && d.messages().is_empty() => {
+                d.confirm().await?;
+                continue;
+            }
             Ok(d) if !d.is_empty() => return Ok(Some(d)),
             // Someone deleted the queue: make it again and wait on it.
             Err(CoreError::NotFound(_)) if !created => {
@@ -192,11 +199,8 @@ async fn read(app: &AppState) -> Response {
         Err(e) => return pages::core_error(&e),
     };
     let Some(message) = delivery.messages().first() else {
-        // The record could not be read; confirming consumes it (the core logged it).
-        return match delivery.confirm().await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => pages::core_error(&e),
-        };
+        // `take` hands out only deliveries with a readable message.
+        return StatusCode::NO_CONTENT.into_response();
     };
     let bytes = render(&message.body);
     crate::native::delivered::confirming(bytes, HeaderValue::from_static(JSON_TYPE), delivery)
