@@ -424,6 +424,8 @@ async fn a_read_waits_but_not_forever_and_a_reader_that_leaves_takes_nothing() {
             gone.is_err(),
             "the impatient read should time out: {gone:?}"
         );
+        // As for a writer: the server learns of the close when the FIN reaches it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(post_text(c, base, "next").await.status, 200);
         let r = get(c, base).await;
         assert_eq!(r.status, 200, "the next message was swallowed: {r:?}");
