@@ -159,7 +159,7 @@ async fn take(app: &AppState) -> godwit_core::Result<Option<Delivery>> {
                 continue;
             }
             Ok(d) if !d.is_empty() => return Ok(Some(d)),
-            // Someone deleted the queue: make it again and wait on it.
+            // Not made yet (or deleted): make it, and wait on it.
             Err(CoreError::NotFound(_)) if !created => {
                 created = true;
                 app.broker.ensure(queue).await?;

@@ -52,10 +52,10 @@ impl Default for QueueServiceOptions {
     }
 }
 
-/// Makes the dialect's queue ready before the listeners open: creates it if absent and,
-/// when a capacity is set, gives it that `max_length` with blocking writers.
+/// Makes the dialect's queue ready before the listeners open: when a capacity is set,
+/// gives the queue (created if absent) that `max_length` with blocking writers.
+/// Otherwise nothing is done: the queue is made on first use, like any other.
 pub async fn prepare(broker: &Broker, opts: &QueueServiceOptions) -> godwit_core::Result<()> {
-    broker.ensure(&opts.queue).await?;
     if let Some(capacity) = opts.capacity {
         let patch = SettingsPatch {
             max_length: Some(Some(capacity)),
