@@ -486,6 +486,28 @@ async fn with_capacity_writers_block_until_room_and_are_refused_after_the_wait()
         let all = drain(c, base).await;
         let want: Vec<Value> = (1..=10).map(|i| json!(format!("m{i}"))).collect();
         assert_eq!(all, want, "only acknowledged writes are queued, in order");
+
+        // Blocked writers are served in arrival order (6.3 #3).
+        for i in 0..10 {
+            assert_eq!(post_text(c, base, &format!("f{i}")).await.status, 200);
+        }
+        let mut writers = Vec::new();
+        for w in ["w1", "w2", "w3"] {
+            let (c, base) = (c.clone(), base.clone());
+            writers.push(tokio::spawn(async move { post_text(&c, &base, w).await }));
+            // Let each arrive (and block) before the next.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(get(c, base).await.status, 200);
+        }
+        for w in writers {
+            assert_eq!(w.await.unwrap().status, 200);
+        }
+        let all = drain(c, base).await;
+        let mut want: Vec<Value> = (3..10).map(|i| json!(format!("f{i}"))).collect();
+        want.extend([json!("w1"), json!("w2"), json!("w3")]);
+        assert_eq!(all, want, "blocked writers out of arrival order");
     }
 }
 
