@@ -52,6 +52,8 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default of `--queue-service-wait-ms`.
 pub const DEFAULT_QUEUE_SERVICE_WAIT_MS: u64 = 30_000;
+/// Largest `--queue-service-capacity`.
+pub const MAX_QUEUE_SERVICE_CAPACITY: u64 = 1 << 40;
 /// Most `--worker-threads` accepted.
 pub const MAX_WORKER_THREADS: usize = 256;
 
@@ -182,6 +184,11 @@ pub struct ServeArgs {
     /// answers 204, in milliseconds [default: 30000, at most 86400000].
     #[arg(long, env = "GODWIT_QUEUE_SERVICE_WAIT_MS", value_name = "MS")]
     pub queue_service_wait_ms: Option<u64>,
+    /// queue_service's capacity: its queue holds at most N messages and a `POST` to a
+    /// full queue waits for room (the original's 10) [default: off, which leaves the
+    /// queue's settings as they are].
+    #[arg(long, env = "GODWIT_QUEUE_SERVICE_CAPACITY", value_name = "N")]
+    pub queue_service_capacity: Option<u64>,
 }
 
 /// A listener setting: an address, or off.
@@ -320,6 +327,8 @@ pub struct FileConfig {
     pub queue_sample_listen: Option<String>,
     /// See `--queue-service-wait-ms`.
     pub queue_service_wait_ms: Option<u64>,
+    /// See `--queue-service-capacity`.
+    pub queue_service_capacity: Option<u64>,
 }
 
 impl FileConfig {
@@ -384,6 +393,8 @@ pub struct ServeConfig {
     pub queue_sample_listen: Listen,
     /// Longest wait of queue_service's `GET /messages`.
     pub queue_service_wait: Duration,
+    /// queue_service's capacity (blocking writers), if set.
+    pub queue_service_capacity: Option<u64>,
 }
 
 impl ServeConfig {
@@ -534,6 +545,18 @@ impl ServeConfig {
                 args.queue_service_wait_ms.or(file.queue_service_wait_ms),
                 DEFAULT_QUEUE_SERVICE_WAIT_MS,
             )?,
+            queue_service_capacity: match args
+                .queue_service_capacity
+                .or(file.queue_service_capacity)
+            {
+                Some(n) => Some(in_range(
+                    "queue_service_capacity",
+                    Some(n),
+                    n,
+                    MAX_QUEUE_SERVICE_CAPACITY,
+                )?),
+                None => None,
+            },
         })
     }
 }
@@ -599,6 +622,7 @@ mod tests {
         "GODWIT_QUEUE_SERVICE_LISTEN",
         "GODWIT_QUEUE_SAMPLE_LISTEN",
         "GODWIT_QUEUE_SERVICE_WAIT_MS",
+        "GODWIT_QUEUE_SERVICE_CAPACITY",
     ];
 
     fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -886,5 +910,21 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("queue_service_wait_ms"), "{err}");
+    }
+
+    #[test]
+    fn queue_service_capacity_is_off_unless_set_by_flag_env_or_file() {
+        let merge = |vars: &[(&str, &str)], argv: &[&str], toml: &str| {
+            with_env(vars, || ServeConfig::merge(serve_args(argv), file(toml)))
+        };
+        assert_eq!(merge(&[], &[], "").unwrap().queue_service_capacity, None);
+        let cfg = merge(&[], &["--queue-service-capacity", "10"], "").unwrap();
+        assert_eq!(cfg.queue_service_capacity, Some(10));
+        let cfg = merge(&[("GODWIT_QUEUE_SERVICE_CAPACITY", "7")], &[], "").unwrap();
+        assert_eq!(cfg.queue_service_capacity, Some(7));
+        let cfg = merge(&[], &[], "queue_service_capacity = 3").unwrap();
+        assert_eq!(cfg.queue_service_capacity, Some(3));
+        let err = merge(&[], &["--queue-service-capacity", "0"], "").unwrap_err();
+        assert!(err.to_string().contains("queue_service_capacity"), "{err}");
     }
 }

@@ -124,6 +124,10 @@ async fn serve_http(
         collectd: config.restmq_collectd,
     };
     options.queue_service.wait = config.queue_service_wait;
+    options.queue_service.capacity = config.queue_service_capacity;
+    godwit_http::queue_service::prepare(broker, &options.queue_service)
+        .await
+        .context("preparing queue_service's queue")?;
     let http = Http::new(broker.clone(), options).context("reading the RestMQ ACL file")?;
     let timeouts = HttpTimeouts {
         header: config.header_timeout,

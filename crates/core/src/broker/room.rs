@@ -5,8 +5,14 @@
 //! again, until the push fits, its wait ends, or the broker stops waiting. Nothing is
 //! logged while a push waits, so a client that leaves while blocked leaves no trace.
 //! A commit costs one atomic load when no push is blocked.
+//!
+//! Blocked pushes to one queue retry in arrival order: each takes its queue's turn
+//! (a fair lock, first come first served) before it retries, so the oldest blocked push
+//! gets the room a commit makes, not whichever woke first.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -23,6 +29,9 @@ pub(super) struct Room {
     /// Notified after every commit while a push is blocked: any commit may free room
     /// (a take, an ack, a purge, a trim, an expiry, a settings change).
     notify: Notify,
+    /// Each queue's turn among its blocked pushes (a fair lock: arrival order), while
+    /// some push to it is blocked.
+    turns: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Room {
@@ -30,6 +39,36 @@ impl Room {
     pub(super) fn changed(&self) {
         if self.blocked.load(Ordering::Acquire) > 0 {
             self.notify.notify_waiters();
+        }
+    }
+}
+
+/// A blocked push's place in its queue's line; leaving it drops the queue's entry
+/// once nobody else holds it.
+struct Turn<'a> {
+    room: &'a Room,
+    queue: &'a str,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Turn<'a> {
+    fn join(room: &'a Room, queue: &'a str) -> Self {
+        let lock = room
+            .turns
+            .lock()
+            .entry(queue.to_string())
+            .or_default()
+            .clone();
+        Turn { room, queue, lock }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut turns = self.room.turns.lock();
+        // The map's and this one: nobody else is in line.
+        if Arc::strong_count(&self.lock) == 2 {
+            turns.remove(self.queue);
         }
     }
 }
@@ -82,6 +121,12 @@ impl Broker {
         let deadline = tokio::time::Instant::now() + wait;
         let _blocked = Blocked::new(&inner.room);
         let mut stop = inner.stop.subscribe();
+        let turn = Turn::join(&inner.room, queue);
+        let _my_turn = tokio::select! {
+            guard = turn.lock.lock() => guard,
+            _ = tokio::time::sleep_until(deadline) => return first,
+            _ = stop.changed() => return first,
+        };
         loop {
             // Armed before the attempt: a commit between a refusal and the wait below
             // still wakes this push.
