@@ -1359,8 +1359,14 @@ impl CursorWorld {
 
     /// Where a seek to `id` puts a cursor: clamped to the retained ids.
     fn clamped(&self, id: u64) -> u64 {
+        self.cursor_at(id).min(self.next_id)
+    }
+
+    /// Where a seek (or reset) to `id` puts the bare cursor: raised to the retained
+    /// log, but past the end kept as set.
+    fn cursor_at(&self, id: u64) -> u64 {
         let first = self.log.first().map_or(self.next_id, |m| m.id);
-        id.max(first).min(self.next_id)
+        id.max(first)
     }
 
     /// What a seek (or reset) to `id` makes of cursor `which` in the model.
@@ -1485,11 +1491,11 @@ impl CursorWorld {
                 for which in 0..3 {
                     self.seek_model(which, id.unwrap_or(0));
                 }
-                self.bare.0 = self.clamped(id.unwrap_or(0));
+                self.bare.0 = self.cursor_at(id.unwrap_or(0));
             }
             CStep::CursorSeek(id) => {
                 self.broker.seek(LOGQ, BARE, id).await.unwrap();
-                self.bare = (self.clamped(id), now);
+                self.bare = (self.cursor_at(id), now);
             }
             CStep::CursorRead(max) => {
                 let page = self.broker.read_cursor(LOGQ, BARE, max).await.unwrap();

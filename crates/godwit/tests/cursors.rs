@@ -337,17 +337,27 @@ async fn a_bare_cursor_is_read_without_moving_moved_by_seek_and_survives_a_kill9
         vec![3, 4, 5, 6]
     );
 
-    // A seek past the end is the end: every later push is seen.
+    // A bare cursor set past the end stays there: nothing is read from it until the
+    // log grows past it (a consuming subscription's seek past the end is the end).
+    let r = s
+        .post_json("/v1/queues/topic/subscriptions/r/seek", &json!({"id": 9}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(cursor(&s, "topic", "r").await.0, 9);
+    assert_eq!(s.push("topic", "m7").await, 7);
+    assert!(page(&s, "topic", "subscription=r&max=9").await.0.is_empty());
+    assert_eq!(s.push("topic", "m8").await, 8);
+    assert_eq!(s.push("topic", "m9").await, 9);
+    assert_eq!(page(&s, "topic", "subscription=r&max=9").await.0, vec![9]);
     let r = s
         .post_json(
             "/v1/queues/topic/subscriptions/r/seek",
-            &json!({"id": 1000}),
+            &json!({"id": u64::MAX}),
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(cursor(&s, "topic", "r").await.0, 7);
-    s.push("topic", "m7").await;
-    assert_eq!(page(&s, "topic", "subscription=r&max=9").await.0, vec![7]);
+    assert_eq!(cursor(&s, "topic", "r").await.0, u64::MAX);
+    assert!(page(&s, "topic", "subscription=r&max=9").await.0.is_empty());
 
     // It holds no messages to take, lease, peek or stream.
     for path in [
@@ -368,7 +378,7 @@ async fn a_bare_cursor_is_read_without_moving_moved_by_seek_and_survives_a_kill9
     assert!(status.success(), "{status:?}");
     s.restart().await;
     assert_eq!(cursor(&s, "topic", "e").await.0, 3);
-    assert_eq!(cursor(&s, "topic", "r").await.0, 7);
+    assert_eq!(cursor(&s, "topic", "r").await.0, u64::MAX);
     let r = s
         .post_json("/v1/queues/topic/subscriptions/e/seek", &json!({"id": 6}))
         .await;

@@ -342,6 +342,48 @@ async fn topic_reset_moves_every_subscriber() {
     .await;
 }
 
+/// Ack and reset set the cursor anywhere (spec 5, 8.1): past the end, nothing is
+/// delivered until the topic grows beyond it, and the row shows the offset as set.
+#[tokio::test]
+async fn a_cursor_set_past_the_end_waits_for_the_topic_to_grow() {
+    on_both(|qs, tag| async move {
+        let t = format!("{tag}beyond");
+        qs.create(&t).await;
+        let a = qs.subscribe(&t).await;
+        let b = qs.subscribe(&t).await;
+        assert_eq!(qs.publish(&t, "m1").await, 1);
+        let row = qs.ack(a, 3).await;
+        assert_eq!(row["_offset"], 3);
+        assert_eq!(qs.publish(&t, "m2").await, 2);
+        assert_eq!(qs.publish(&t, "m3").await, 3);
+        assert!(qs.pending(a, 20).await.is_empty());
+        assert_eq!(qs.publish(&t, "m4").await, 4);
+        assert_eq!(qs.pending(a, 20).await, vec![4]);
+        // A reset past the end moves every subscriber there.
+        let got = qs
+            .get(&format!("/topic_reset?topic={t}&offset=7"))
+            .await
+            .ok_json();
+        assert_eq!(got["subscriber_count"], 2);
+        let subs = qs
+            .get(&format!("/topic_subscribers?topic={t}"))
+            .await
+            .ok_json();
+        assert!(
+            subs.as_array().unwrap().iter().all(|s| s["_offset"] == 6),
+            "{subs}"
+        );
+        for i in 5..=6 {
+            assert_eq!(qs.publish(&t, &format!("m{i}")).await, i);
+        }
+        assert!(qs.pending(b, 20).await.is_empty());
+        assert_eq!(qs.publish(&t, "m7").await, 7);
+        assert_eq!(qs.pending(a, 20).await, vec![7]);
+        assert_eq!(qs.pending(b, 20).await, vec![7]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn deleting_a_topic_cascades_and_offsets_restart() {
     on_both(|qs, tag| async move {

@@ -240,10 +240,23 @@ impl Queue {
         from.max(self.first_retained()).min(self.next_id)
     }
 
+    /// The position a bare cursor set to `start` keeps: the next id for the latest,
+    /// else the id raised to the retained ones but not lowered to the end. A cursor
+    /// holds no messages, so a position past the end is kept as set: nothing is read
+    /// from it until the log grows past it (queue-sample's "ack sets the cursor
+    /// anywhere").
+    fn cursor_at(&self, start: StartAt) -> u64 {
+        match start {
+            StartAt::Latest => self.next_id,
+            StartAt::Earliest => self.first_retained(),
+            StartAt::Id(id) => id.max(self.first_retained()),
+        }
+    }
+
     /// Creates cursor `name` at `start` (its last action is set by the `Touch` logged
     /// with it).
     pub(crate) fn add_cursor(&mut self, name: &str, start: StartAt) {
-        let position = self.position_of(start);
+        let position = self.cursor_at(start);
         self.cursors.insert(
             name.to_string(),
             Cursor {
@@ -256,7 +269,7 @@ impl Queue {
     /// Moves cursor `name` to `id`, as a seek does: a map lookup and an assignment,
     /// whatever the backlog. False if there is no such cursor.
     pub(crate) fn seek_cursor(&mut self, name: &str, id: u64) -> bool {
-        let position = self.position_of(StartAt::Id(id));
+        let position = self.cursor_at(StartAt::Id(id));
         match self.cursors.get_mut(name) {
             Some(c) => {
                 c.position = position;
@@ -268,7 +281,7 @@ impl Queue {
 
     /// Where cursor `c` reads from now: its position, raised past what was trimmed.
     pub(crate) fn cursor_position(&self, c: &Cursor) -> u64 {
-        self.position_of(StartAt::Id(c.position))
+        self.cursor_at(StartAt::Id(c.position))
     }
 
     /// Retained messages a cursor at `position` has still to read.
@@ -307,7 +320,7 @@ impl Queue {
         for name in names {
             self.seed(&name, StartAt::Id(id), live);
         }
-        let position = self.position_of(StartAt::Id(id));
+        let position = self.cursor_at(StartAt::Id(id));
         self.cursors
             .values_mut()
             .for_each(|c| c.position = position);

@@ -16,7 +16,8 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// Every subscription delivers the retained messages from this id on (default 0:
-    /// from the oldest retained one; an id past the end means only later pushes).
+    /// from the oldest retained one; an id past the end means only later pushes for a
+    /// consuming subscription, and a bare cursor waits there for the log to grow).
     pub id: Option<u64>,
 }
 
