@@ -628,16 +628,10 @@ async fn a_record_unreadable_on_disk_is_skipped_by_the_read() {
     ] {
         assert_eq!(post_text(c, &svc.bases()[0], v).await.status, 200);
     }
-    let seg = common::newest_segment(&svc.server.data_dir());
-    let mut bytes = std::fs::read(&seg).unwrap();
-    for needle in [&b"first-bad-aaaa"[..], &b"third-bad-bbbb"[..]] {
-        let at = bytes
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .expect("body in the segment");
-        bytes[at] ^= 0xff;
-    }
-    std::fs::write(&seg, &bytes).unwrap();
+    common::spoil_bodies(
+        &svc.server.data_dir(),
+        &["first-bad-aaaa", "third-bad-bbbb"],
+    );
     for (base, want) in svc.bases().iter().zip(["second-good", "fourth-good"]) {
         let got = get(c, base).await;
         assert_eq!(got.status, 200, "{got:?}");

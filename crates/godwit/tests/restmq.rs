@@ -863,16 +863,7 @@ async fn a_record_unreadable_on_disk_is_skipped_by_the_hard_get_and_take() {
     ] {
         assert_eq!(c.post("/q/rot", &format!("value={v}")).await.status, 200);
     }
-    let seg = common::newest_segment(&s.data_dir());
-    let mut bytes = std::fs::read(&seg).unwrap();
-    for needle in [&b"first-bad-aaaa"[..], &b"third-bad-bbbb"[..]] {
-        let at = bytes
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .expect("body in the segment");
-        bytes[at] ^= 0xff;
-    }
-    std::fs::write(&seg, &bytes).unwrap();
+    common::spoil_bodies(&s.data_dir(), &["first-bad-aaaa", "third-bad-bbbb"]);
 
     let got = c.get("/q/rot").await;
     assert_eq!(got.status, 200, "{got:?}");

@@ -494,6 +494,21 @@ pub fn newest_segment(dir: &Path) -> PathBuf {
         .unwrap_or_else(|| panic!("no *.seg file under {}", dir.display()))
 }
 
+/// Spoils the first record in `dir`'s newest segment holding each of `bodies` (one
+/// byte of the body flipped), as a bad disk would under a running server.
+pub fn spoil_bodies(dir: &Path, bodies: &[&str]) {
+    let seg = newest_segment(dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for body in bodies {
+        let at = bytes
+            .windows(body.len())
+            .position(|w| w == body.as_bytes())
+            .unwrap_or_else(|| panic!("{body:?} not in {}", seg.display()));
+        bytes[at] ^= 0xff;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+}
+
 /// The numeric field `field=N` of the last line of `log` that contains `message` (the
 /// server logs `tracing`'s plain text format to a file, without colours).
 pub fn log_field(log: &str, message: &str, field: &str) -> Option<u64> {

@@ -9,9 +9,8 @@
 //! Python's escapes and float digits. Nothing here knows about HTTP.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-use crate::restmq::pyjson::float_repr;
+use crate::restmq::pyjson::{float_repr, write_str};
 
 /// Deepest nesting a body may have (Python's recursion limit refused deeper ones too,
 /// with a 500; here it is a 400, and the parser's stack stays small).
@@ -434,33 +433,6 @@ fn write(out: &mut String, v: &Json, ascii: bool) {
             out.push('}');
         }
     }
-}
-
-/// A JSON string: `"`, `\` and control characters escaped as Python does; with
-/// `ascii`, everything outside 0x20–0x7E too (`\uXXXX`, lowercase, surrogate pairs).
-fn write_str(out: &mut String, s: &str, ascii: bool) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            c if !ascii && c > '\u{7f}' => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    // Writing to a String cannot fail.
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

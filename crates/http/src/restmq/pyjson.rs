@@ -65,7 +65,7 @@ fn write_value(out: &mut String, v: &PyValue) {
         // produces them (12.2 #4), and any other caller gets valid JSON.
         PyValue::Float(f) if !f.is_finite() => out.push_str("null"),
         PyValue::Float(f) => out.push_str(&float_repr(*f)),
-        PyValue::Str(s) => write_str(out, s),
+        PyValue::Str(s) => write_str(out, s, true),
         PyValue::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -82,7 +82,7 @@ fn write_value(out: &mut String, v: &PyValue) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_str(out, key);
+                write_str(out, key, true);
                 out.push_str(": ");
                 write_value(out, value);
             }
@@ -91,8 +91,10 @@ fn write_value(out: &mut String, v: &PyValue) {
     }
 }
 
-/// A JSON string with `ensure_ascii`: everything outside 0x20–0x7E escaped.
-fn write_str(out: &mut String, s: &str) {
+/// A JSON string as Python's `json` writes it: `"`, `\` and control characters
+/// escaped; with `ascii` (`ensure_ascii`, RestMQ's and Flask's default), everything
+/// outside 0x20–0x7E too (`\uXXXX`, lowercase, surrogate pairs).
+pub fn write_str(out: &mut String, s: &str, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -104,7 +106,8 @@ fn write_str(out: &mut String, s: &str) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             ' '..='~' => out.push(c),
-            _ => {
+            c if !ascii && c > '\u{7f}' => out.push(c),
+            c => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     // Writing to a String cannot fail.
