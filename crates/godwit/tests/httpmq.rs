@@ -672,3 +672,18 @@ fn shrink_receive_buffer(s: &TcpStream) {
     };
     assert_eq!(rc, 0, "setsockopt(SO_RCVBUF)");
 }
+
+/// Storage that cannot take a write answers 503 with an empty body (spec 6.2 #8): a
+/// free-space watermark above the disk's size refuses every publish, while subscribing
+/// and fetching go on and nothing half-written is delivered.
+#[tokio::test]
+async fn a_store_refusing_writes_answers_503_with_an_empty_body() {
+    let (server, own) = server(&["--min-free-bytes", "1125899906842624"]).await;
+    for m in mounts(&server, own) {
+        m.sub("full", "u").await.is(200, b"Subscription succeeded");
+        m.publish("full", b"not stored").await.is(503, b"");
+        m.fetch("full", "u").await.is(204, b"");
+        m.head("full", "u").await.is(204, b"");
+        assert_eq!(m.subscriptions("full").await, Some(vec![("u".into(), 0)]));
+    }
+}
