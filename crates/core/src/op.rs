@@ -76,7 +76,7 @@ pub enum RemoveReason {
     Deleted,
 }
 
-/// One durable change. A list of ops handed to [`Storage::append`] is atomic: after a
+/// One durable change. A list of ops handed to [`Storage::append`](crate::Storage::append) is atomic: after a
 /// crash either all of it is replayed or none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {

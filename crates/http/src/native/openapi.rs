@@ -3,7 +3,7 @@
 //! at `GET /v1/openapi.json`.
 //!
 //! The annotations list every status a route can answer. The bounds of parameters and
-//! fields come from [`limits`], filled in at startup from the code's constants and the
+//! fields come from `limits`, filled in at startup from the code's constants and the
 //! broker's configuration (`max_batch`, `max_wait`), so the document states the limits
 //! of the server that serves it.
 
@@ -26,7 +26,7 @@ use crate::error::{ErrorBody, ErrorDetail};
 use crate::{ops, AppState, MAX_DURATION_MS};
 
 /// The native API's OpenAPI description, as annotated (without the configured limits;
-/// see [`json`]).
+/// see [`json()`]).
 #[derive(OpenApi)]
 #[openapi(
     info(

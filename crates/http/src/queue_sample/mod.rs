@@ -4,10 +4,10 @@
 //! [`crate::Dialect`]).
 //!
 //! The original dispatches by the last path segment alone, so the router is one
-//! fallback handler: [`dispatch`] resolves the route and checks the method first
-//! (8.3.7), then reads the parameters ([`params`]), then runs the route ([`routes`])
-//! against the broker, rendering with [`reply`]. Where topics, subscribers and the
-//! global numberings live in the core is [`directory`]'s business.
+//! fallback handler: `dispatch` resolves the route and checks the method first
+//! (8.3.7), then reads the parameters (`params`), then runs the route (`routes`)
+//! against the broker, rendering with `reply`. Where topics, subscribers and the
+//! global numberings live in the core is `directory`'s business.
 //!
 //! - A topic is the log-retention, fan-out-only queue `queue-sample:<topic>`; its
 //!   offsets are the queue's message ids (1, 2, 3… per incarnation, assigned
