@@ -107,6 +107,25 @@ impl From<godwit_core::Error> for ApiError {
     }
 }
 
+/// The status of a core error for the dialects whose error form is a status and a fixed
+/// page or an empty body (RestMQ, httpmq): 400 for a name or request the broker cannot
+/// hold, 404 for what is not there, 413 for a value over the limit, 503 for a store
+/// that failed or is full, 500 otherwise.
+pub(crate) fn page_status(e: &godwit_core::Error) -> StatusCode {
+    use godwit_core::Error as E;
+    match e {
+        E::InvalidName(_) | E::InvalidArgument(_) | E::WrongType(_) | E::IsACursor(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Storage(_) | E::Unavailable(_) | E::DiskFull(_) | E::QueueFull(_) | E::KvFull(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The JSON body of every error reply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

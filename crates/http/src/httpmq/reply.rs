@@ -39,23 +39,16 @@ pub fn message(body: Bytes, delivery: Delivery) -> Response {
     crate::native::delivered::confirming(body, HeaderValue::from_static(HTML), delivery)
 }
 
-/// The reply to a core error: 400 for a name or request the broker cannot hold, 404
-/// for a topic or user that is not there, 413 for a body over the limit, 503 (empty)
-/// when storage is unavailable, and 500 with [`INTERNAL`] otherwise.
+/// The reply to a core error, of the status [`crate::error::page_status`] gives: empty
+/// (400 for a name or request the broker cannot hold, 404 for a topic or user that is
+/// not there, 413 for a body over the limit, 503 when storage is unavailable), and 500
+/// with [`INTERNAL`] otherwise.
 pub fn core_error(e: &godwit_core::Error) -> Response {
-    use godwit_core::Error as E;
-    match e {
-        E::InvalidName(_) | E::InvalidArgument(_) | E::WrongType(_) | E::IsACursor(_) => {
-            empty(StatusCode::BAD_REQUEST)
-        }
-        E::NotFound(_) => empty(StatusCode::NOT_FOUND),
-        E::TooLarge { .. } => empty(StatusCode::PAYLOAD_TOO_LARGE),
-        E::Storage(_) | E::Unavailable(_) | E::DiskFull(_) | E::QueueFull(_) | E::KvFull(_) => {
-            empty(StatusCode::SERVICE_UNAVAILABLE)
-        }
-        _ => {
+    match crate::error::page_status(e) {
+        StatusCode::INTERNAL_SERVER_ERROR => {
             tracing::warn!(error = %e, "httpmq request failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
         }
+        status => empty(status),
     }
 }

@@ -10,6 +10,7 @@ use godwit_core::{CreateOptions, Error, Kind, NewMessage, ReadOptions, StartAt};
 
 use super::reply::{core_error, empty, message, text, SUBSCRIBED};
 use super::request::Pair;
+use crate::native::delivered::take_readable;
 use crate::AppState;
 
 /// `POST /{topic}/{user}`: creates the topic's queue (fan-out only) if it is new, then
@@ -71,28 +72,19 @@ pub async fn fetch(app: &AppState, pair: &Pair) -> Response {
     if let Err(e) = valid_pair(pair) {
         return core_error(&e);
     }
-    loop {
-        let opts = ReadOptions {
-            max: 1,
-            subscription: Some(pair.user.clone()),
-            ..ReadOptions::default()
-        };
-        let delivery = match app.broker.take(&pair.topic, opts).await {
-            Ok(d) => d,
-            Err(e) => return core_error(&e),
-        };
-        if delivery.is_empty() {
-            return empty(StatusCode::NO_CONTENT);
-        }
-        // A record the store could not read (logged and counted by the core) is
-        // consumed, and the next message taken.
-        let Some(body) = delivery.messages().first().map(|m| m.body.clone()) else {
-            if let Err(e) = delivery.confirm().await {
-                return core_error(&e);
-            }
-            continue;
-        };
-        return message(body, delivery);
+    let opts = ReadOptions {
+        max: 1,
+        subscription: Some(pair.user.clone()),
+        ..ReadOptions::default()
+    };
+    let delivery = match take_readable(&app.broker, &pair.topic, &opts).await {
+        Ok(d) => d,
+        Err(e) => return core_error(&e),
+    };
+    // An empty delivery found nothing; any other holds a readable message.
+    match delivery.messages().first().map(|m| m.body.clone()) {
+        Some(body) => message(body, delivery),
+        None => empty(StatusCode::NO_CONTENT),
     }
 }
 

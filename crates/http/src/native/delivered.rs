@@ -109,3 +109,26 @@ pub(crate) fn confirming(bytes: Bytes, content_type: HeaderValue, delivery: Deli
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response
 }
+
+/// Takes from `queue` as `opts` asks for a dialect that answers with the message itself:
+/// a delivery whose every record the store could not read (logged and counted by the
+/// core) is confirmed, which consumes them, and the take made again with what is left
+/// of the wait. The delivery returned is empty (nothing came within the wait) or holds
+/// at least one readable message.
+pub(crate) async fn take_readable(
+    broker: &godwit_core::Broker,
+    queue: &str,
+    opts: &godwit_core::ReadOptions,
+) -> godwit_core::Result<Delivery> {
+    let started = std::time::Instant::now();
+    let mut opts = opts.clone();
+    let wait = opts.wait;
+    loop {
+        let delivery = broker.take(queue, opts.clone()).await?;
+        if delivery.is_empty() || !delivery.messages().is_empty() {
+            return Ok(delivery);
+        }
+        delivery.confirm().await?;
+        opts.wait = wait.saturating_sub(started.elapsed());
+    }
+}

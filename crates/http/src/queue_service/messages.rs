@@ -151,13 +151,7 @@ async fn take(app: &AppState) -> godwit_core::Result<Option<Delivery>> {
             wait,
             ..ReadOptions::default()
         };
-        match app.broker.take(queue, opts).await {
-            // A record the store could not read (logged and counted by the core) is
-            // consumed, and the next message taken.
-            Ok(d) if !d.is_empty() && d.messages().is_empty() => {
-                d.confirm().await?;
-                continue;
-            }
+        match crate::native::delivered::take_readable(&app.broker, queue, &opts).await {
             Ok(d) if !d.is_empty() => return Ok(Some(d)),
             // Not made yet (or deleted): make it, and wait on it.
             Err(CoreError::NotFound(_)) if !created => {

@@ -112,43 +112,28 @@ pub(crate) async fn checked_rest(
     checked(app, req, Some(category), prefix).await
 }
 
-/// The page for a core error: 400 for a bad name or argument, 413 for a value over
-/// the limit, 503 for a store that failed or is full, 500 otherwise.
+/// The page for a core error, of the status [`crate::error::page_status`] gives.
 pub(crate) fn core_error(e: &godwit_core::Error) -> Response {
-    use godwit_core::Error as E;
-    error_page(match e {
-        E::InvalidName(_) | E::InvalidArgument(_) | E::WrongType(_) | E::IsACursor(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        E::NotFound(_) => StatusCode::NOT_FOUND,
-        E::Storage(_) | E::Unavailable(_) | E::DiskFull(_) | E::QueueFull(_) | E::KvFull(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    })
+    error_page(crate::error::page_status(e))
 }
 
 /// Takes the oldest message of `queue` for a hard GET or a JSON `take` (confirmed once
 /// the reply is written): `None` when there is none, the queue unknown included. A
-/// delivery always holds one readable message: a record the store could not read
-/// (logged and counted by the core) is consumed and the next one taken.
+/// delivery returned holds one readable message (see
+/// [`crate::native::delivered::take_readable`]).
 pub(crate) async fn take_one(
     app: &AppState,
     queue: &str,
 ) -> godwit_core::Result<Option<godwit_core::Delivery>> {
-    loop {
-        let opts = godwit_core::ReadOptions {
-            max: 1,
-            ..godwit_core::ReadOptions::default()
-        };
-        match app.broker.take(queue, opts).await {
-            Ok(d) if d.is_empty() => return Ok(None),
-            Ok(d) if d.messages().is_empty() => d.confirm().await?,
-            Ok(d) => return Ok(Some(d)),
-            Err(godwit_core::Error::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        }
+    let opts = godwit_core::ReadOptions {
+        max: 1,
+        ..godwit_core::ReadOptions::default()
+    };
+    match crate::native::delivered::take_readable(&app.broker, queue, &opts).await {
+        Ok(d) if d.is_empty() => Ok(None),
+        Ok(d) => Ok(Some(d)),
+        Err(godwit_core::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
