@@ -23,12 +23,8 @@ use axum::response::Response;
 use axum::Router;
 
 use self::request::{Command, RequestError};
+use crate::native::extract;
 use crate::AppState;
-
-/// How far past the limit a body is still read (and dropped) before the 413, so that a
-/// client still sending gets the reply instead of a reset; a body declared longer than
-/// that is refused before it is read (as `read_body` stops draining there too).
-const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 /// httpmq's routes, at the root.
 pub(crate) fn router() -> Router<AppState> {
@@ -49,27 +45,20 @@ async fn handle(State(app): State<AppState>, req: Request) -> Response {
         Command::Fetch(pair) => topic::fetch(&app, &pair).await,
         Command::Peek(pair) => topic::peek(&app, &pair).await,
         Command::Publish(name) => {
+            // A body over the limit is read and dropped before the 413, so that a client
+            // still sending gets the reply instead of a reset; one declared longer than
+            // `read_body` drains is refused before it is read.
             let limit = app.broker.config().max_message_bytes;
-            let drained = limit.saturating_add(DRAIN_BYTES);
-            if declared_length(&parts.headers)
+            let drained = limit.saturating_add(extract::MAX_DRAIN_BYTES);
+            if extract::declared_length(&parts.headers)
                 .is_some_and(|n| u64::try_from(drained).is_ok_and(|l| n > l))
             {
                 return reply::empty(StatusCode::PAYLOAD_TOO_LARGE);
             }
-            match crate::native::extract::read_body(Body::new(body), limit).await {
+            match extract::read_body(Body::new(body), limit).await {
                 Ok(bytes) => topic::publish(&app, &name, bytes).await,
                 Err(e) => reply::empty(e.status),
             }
         }
     }
-}
-
-/// The request's `Content-Length`, when it has a readable one.
-fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }

@@ -121,7 +121,18 @@ pub struct BodyLimit(pub usize);
 
 /// How much of an over-limit body is read and thrown away so the client, still sending,
 /// gets the 413 reply instead of a reset connection. Past this the connection is closed.
-const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The request's `Content-Length`, when it has a readable one: lets a dialect refuse a
+/// body declared too long before reading it.
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// The raw request body, within the route's [`BodyLimit`] (over it: 413 `too_large`).
 #[derive(Debug, Clone)]

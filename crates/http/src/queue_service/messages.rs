@@ -66,12 +66,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// holds the request up to the configured wait, then answers 503 with nothing stored.
 async fn write(app: &AppState, req: Request) -> Response {
     let limit = app.broker.config().max_message_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if crate::native::extract::declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
         return pages::error(StatusCode::PAYLOAD_TOO_LARGE);
     }
     if !is_json(req.headers()) {
