@@ -133,8 +133,8 @@ async fn dispatch(
         )
         .into_response();
     }
-    let (params, empty_message_array) = match read_params(&state, req).await {
-        Ok(read) => read,
+    let params = match read_params(&state, req).await {
+        Ok(params) => params,
         Err(e) => return e.into_response(),
     };
     let call = Call {
@@ -142,7 +142,6 @@ async fn dispatch(
         directory: &directory,
         method: &method,
         params,
-        empty_message_array,
     };
     let result = match route {
         Route::Topics => routes::topics(call).await,
@@ -161,11 +160,10 @@ async fn dispatch(
 }
 
 /// The parameters: the query string, or for POST the JSON object of the body (which
-/// must come with exactly `Content-type: application/json`). Also whether the body's
-/// `message` was an empty array.
-async fn read_params(state: &AppState, req: Request) -> Result<(Params, bool), QsError> {
+/// must come with exactly `Content-type: application/json`).
+async fn read_params(state: &AppState, req: Request) -> Result<Params, QsError> {
     if req.method() != Method::POST {
-        return Ok((Params::from_query(req.uri().query().unwrap_or("")), false));
+        return Ok(Params::from_query(req.uri().query().unwrap_or("")));
     }
     let content_type = req
         .headers()
@@ -187,10 +185,7 @@ async fn read_params(state: &AppState, req: Request) -> Result<(Params, bool), Q
                 format!("POST body is larger than {limit} bytes"),
             )
         })?;
-    let params =
-        Params::from_json(&body).map_err(|e| QsError::new(StatusCode::BAD_REQUEST, e.0))?;
-    let empty_message_array = Params::had_empty_array(&body, "message");
-    Ok((params, empty_message_array))
+    Params::from_json(&body).map_err(|e| QsError::new(StatusCode::BAD_REQUEST, e.0))
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ enum Raw {
 #[derive(Debug, Default)]
 pub(crate) struct Params {
     pairs: Vec<(String, Raw)>,
+    /// The JSON body's names whose value was an empty array: absent for every accessor
+    /// but [`Params::message`], which refuses one (8.3.8).
+    empty_arrays: Vec<String>,
 }
 
 /// Why a typed parameter could not be read: its 422 text.
@@ -55,17 +58,21 @@ impl Params {
         let Value::Object(map) = value else {
             return Err(BadBody("POST body must be a JSON object"));
         };
-        let pairs = map
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let value = match value {
-                    Value::Array(items) => items.into_iter().next()?,
-                    other => other,
-                };
-                Some((name, Raw::Json(value)))
-            })
-            .collect();
-        Ok(Params { pairs })
+        let mut params = Params::default();
+        for (name, value) in map {
+            let value = match value {
+                Value::Array(items) => match items.into_iter().next() {
+                    Some(first) => first,
+                    None => {
+                        params.empty_arrays.push(name);
+                        continue;
+                    }
+                },
+                other => other,
+            };
+            params.pairs.push((name, Raw::Json(value)));
+        }
+        Ok(params)
     }
 
     fn raw(&self, name: &str) -> Option<&Raw> {
@@ -101,8 +108,8 @@ impl Params {
 
     /// `publish`'s message: present unless missing or `null` (a JSON `""` is a message);
     /// anything but a string is an error (8.3.8, an empty array included).
-    pub(crate) fn message(&self, body_array_empty: bool) -> Result<Option<String>, Invalid> {
-        if body_array_empty {
+    pub(crate) fn message(&self) -> Result<Option<String>, Invalid> {
+        if self.empty_arrays.iter().any(|n| n == "message") {
             return Err(Invalid(expected("string", "message", "[]")));
         }
         match self.raw("message") {
@@ -135,14 +142,6 @@ impl Params {
             }
             Some(Raw::Json(v)) => Err(bad(json_shown(v))),
         }
-    }
-
-    /// Whether a JSON array value of `name` was empty (the array itself was dropped).
-    pub(crate) fn had_empty_array(body: &[u8], name: &str) -> bool {
-        serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v.get(name).cloned())
-            .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
     }
 }
 

@@ -29,8 +29,6 @@ pub(crate) struct Call<'a> {
     pub method: &'a Method,
     /// The parameters.
     pub params: Params,
-    /// Whether a JSON body's `message` was an empty array (8.3.8).
-    pub empty_message_array: bool,
 }
 
 type Reply = Result<Response, QsError>;
@@ -233,10 +231,7 @@ pub(crate) async fn delete(call: Call<'_>) -> Reply {
 /// `publish`: appends a message at the topic's next offset.
 pub(crate) async fn publish(call: Call<'_>) -> Reply {
     let topic = call.params.string("topic").map_err(invalid)?;
-    let message = call
-        .params
-        .message(call.empty_message_array)
-        .map_err(invalid)?;
+    let message = call.params.message().map_err(invalid)?;
     let (Some(topic), Some(message)) = (topic, message) else {
         return Err(QsError::unprocessable("Missing parameters topic, message"));
     };
