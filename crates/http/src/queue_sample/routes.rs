@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use axum::http::Method;
 use axum::response::Response;
 use godwit_core::{
-    Broker, CreateOptions, Error, Message, NewMessage, PushOptions, Retention, RetentionMode,
-    SettingsPatch, StartAt, SubscriptionStats,
+    Broker, CreateOptions, Error, Message, NewMessage, PushOptions, QueueStats, Retention,
+    RetentionMode, SettingsPatch, StartAt, SubscriptionStats,
 };
 
 use super::directory::{self, queue_of, resolve, Directory, Topic, ID_HEADER};
@@ -66,36 +66,29 @@ fn action_done(call: &Call<'_>, body: PyValue) -> Response {
 /// `topics`: every topic (or the one named), in creation order.
 pub(crate) async fn topics(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
-    let mut topics = call.broker.list_prefix(directory::QUEUE_PREFIX);
-    topics.sort_by_key(|s| s.creation);
-    let mut finished = Vec::new();
-    for s in topics {
-        if resolve(call.broker, &s.name).await?.is_some() {
-            finished.push(s);
-        }
-    }
-    let rows = finished
-        .iter()
-        .filter_map(|s| {
-            let topic = directory::topic_of(&s.name)?;
-            if filter.as_deref().is_some_and(|f| f != topic) {
-                return None;
-            }
-            Some(PyValue::dict([
-                ("topic", PyValue::str(topic)),
+    let rows = listed(call.broker, filter.as_deref())
+        .await?
+        .into_iter()
+        .map(|(stats, topic)| {
+            PyValue::dict([
+                ("topic", PyValue::str(topic.name())),
                 (
                     "description",
-                    PyValue::str(s.description.clone().unwrap_or_default()),
+                    PyValue::str(stats.description.unwrap_or_default()),
                 ),
-                ("create_ts", PyValue::str(timestamp(s.created_at_ms))),
-            ]))
+                ("create_ts", PyValue::str(timestamp(stats.created_at_ms))),
+            ])
         })
         .collect();
     Ok(reply::json(&PyValue::List(rows)))
 }
 
-/// The topics a listing covers: the one named (if it exists) or all, by creation.
-async fn listed(broker: &Broker, filter: Option<&str>) -> Result<Vec<Topic>, QsError> {
+/// The topics a listing covers, with their queues' stats: the one named (if it
+/// exists) or all, by creation.
+async fn listed(
+    broker: &Broker,
+    filter: Option<&str>,
+) -> Result<Vec<(QueueStats, Topic)>, QsError> {
     let mut stats = match filter {
         Some(topic) => broker.stats(&queue_of(topic)).into_iter().collect(),
         None => broker.list_prefix(directory::QUEUE_PREFIX),
@@ -103,7 +96,9 @@ async fn listed(broker: &Broker, filter: Option<&str>) -> Result<Vec<Topic>, QsE
     stats.sort_by_key(|s| s.creation);
     let mut topics = Vec::new();
     for s in stats {
-        topics.extend(resolve(broker, &s.name).await?);
+        if let Some(topic) = resolve(broker, &s.name).await? {
+            topics.push((s, topic));
+        }
     }
     Ok(topics)
 }
@@ -113,7 +108,7 @@ pub(crate) async fn topic_messages(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
     let page = call.broker.config().max_batch.max(1);
     let mut rows = Vec::new();
-    for topic in listed(call.broker, filter.as_deref()).await? {
+    for (_, topic) in listed(call.broker, filter.as_deref()).await? {
         let mut from = 0;
         loop {
             let got = match call.broker.read_log(&topic.queue, from, page).await {
@@ -142,7 +137,7 @@ pub(crate) async fn topic_messages(call: Call<'_>) -> Reply {
 pub(crate) async fn topic_subscribers(call: Call<'_>) -> Reply {
     let filter = call.params.string("topic").map_err(invalid)?;
     let mut rows = Vec::new();
-    for topic in listed(call.broker, filter.as_deref()).await? {
+    for (_, topic) in listed(call.broker, filter.as_deref()).await? {
         let subs = match call.broker.subscriptions(&topic.queue) {
             Ok(subs) => subs,
             Err(Error::NotFound(_)) => continue,
