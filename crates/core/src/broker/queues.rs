@@ -175,13 +175,14 @@ impl Broker {
     }
 
     /// Moves a subscription so it delivers retained messages from `id` on (its leases
-    /// are dropped with it); an id past the end is the end, so every later push is
-    /// delivered. On a log-retention queue this is a cursor move and the seek is the
-    /// subscription's last action: a bare cursor ([`Broker::subscribe_cursor`]) only
-    /// takes the new position, whatever the backlog (queue-sample's `ack_message`); a
-    /// consuming subscription is seeded from the log alone (O(log n) to find `id`, then
-    /// one step per message from there). The position is `id` clamped to the retained
-    /// ids.
+    /// are dropped with it). On a log-retention queue this is a cursor move and the seek
+    /// is the subscription's last action: a bare cursor ([`Broker::subscribe_cursor`])
+    /// only takes the new position, whatever the backlog (queue-sample's
+    /// `ack_message`), raised to the oldest retained id and kept as set past the end
+    /// (nothing is read until the log grows past it); a consuming subscription is
+    /// seeded from the log alone (O(log n) to find `id`, then one step per message from
+    /// there), its position `id` clamped to the retained ids, so past the end is the
+    /// end and every later push is delivered.
     pub async fn seek(&self, queue: &str, name: &str, id: u64) -> Result<()> {
         validate_queue(queue)?;
         validate_subscription(name)?;
@@ -203,7 +204,8 @@ impl Broker {
 
     /// Moves every subscription of a log-retention queue (the default one included) so
     /// it delivers the retained messages from `id` on (`None` or 0: from the oldest
-    /// retained one; past the end: only later pushes), as one logged op
+    /// retained one; past the end: only later pushes, and a bare cursor only once the
+    /// log grows past `id`), as one logged op
     /// (queue-sample's `topic_reset`). Leases of the subscriptions are dropped with
     /// them; last-action times are left as they are. Returns how many subscriptions
     /// moved. `NotFound` for no such queue, `NotALog` for a queue that consumes.

@@ -135,8 +135,9 @@ pub async fn subscribe(
 
 /// Moves a subscription so it delivers retained messages from `id` on (an id past the
 /// end is the end: every later push is delivered). On a log-retention queue this moves
-/// the subscription's cursor: its `position` becomes `id` (clamped to the retained ids)
-/// and the seek is its last action.
+/// the subscription's cursor: its `position` becomes `id` (clamped to the retained ids;
+/// a bare cursor keeps an id past the end as set and reads nothing until the log grows
+/// past it) and the seek is its last action.
 #[utoipa::path(
     post,
     path = "/v1/queues/{queue}/subscriptions/{name}/seek",
